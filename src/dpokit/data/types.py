@@ -1,0 +1,60 @@
+"""The normalised preference pair every format is turned into."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+Message = dict[str, str]
+"""One chat message: ``{"role": "system"|"user"|"assistant", "content": str}``."""
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class PreferencePair:
+    """One preference: a conversation so far, and a preferred and a dispreferred answer.
+
+    ``prompt`` holds the messages before the answer (an optional leading system message,
+    then alternating user/assistant turns ending with a user turn). ``chosen`` and
+    ``rejected`` each hold the answer as assistant message(s), usually exactly one.
+    ``source`` is ``file:line`` (or ``file:record N``) for error messages and reports;
+    ``meta`` keeps extra fields a record had (e.g. a category, for eval breakdowns).
+    """
+
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The canonical conversational form TRL reads."""
+        return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+
+    @property
+    def system(self) -> str | None:
+        if self.prompt and self.prompt[0]["role"] == "system":
+            return self.prompt[0]["content"]
+        return None
+
+    @property
+    def num_user_turns(self) -> int:
+        return sum(1 for m in self.prompt if m["role"] == "user")
+
+
+@dataclass
+class LoadResult:
+    """What loading one or more preference sources produced.
+
+    ``dropped`` counts pairs left out by reason (``empty_answer``, ``identical_answers``,
+    ``duplicate_pair``, ``unparseable_record``, ``tie``, ...); ``errors`` lists the
+    messages of skipped bad records (only with ``skip_bad_records``).
+    """
+
+    pairs: list[PreferencePair] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    format: str = ""
+    records: int = 0
