@@ -307,6 +307,9 @@ def _resolve_key(key: str, where: str) -> Optional[str]:
         raise _unknown_key(key, where)
     if key in ALIASES:
         return ALIASES[key]
+    section, _, leaf = key.partition("_")  # `lora_alpha` -> lora.alpha
+    if section in SECTIONS and leaf in SECTIONS[section].model_fields:
+        return f"{section}.{leaf}"
     paths = LEAVES.get(key, [])
     if len(paths) == 1:
         return paths[0]
