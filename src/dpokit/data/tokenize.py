@@ -1,0 +1,312 @@
+"""Preference pairs -> token ids (prompt, chosen answer, rejected answer), with truncation.
+
+Two ways to turn messages into tokens:
+
+**Chat template** (``data.apply_chat_template: true`` and the tokenizer has one). The prompt
+messages are rendered with ``add_generation_prompt=True``; ``prompt + answer`` is rendered
+for each side. Both are tokenised without extra special tokens (the template writes them),
+and the answer's tokens are what the full sequence has after the prompt's tokens. So the
+answer includes the template's end-of-turn tokens (ChatML: ``<|im_end|>\\n``), as in TRL.
+Where a template breaks the prefix property (the prompt's tokens are not the first tokens
+of prompt + answer), two fallbacks apply, in order, and each is counted as
+``template_fallback``:
+
+1. the prompt's *text* is a prefix of the full text (tokens merged across the boundary):
+   the answer is the rest of the text, tokenised on its own;
+2. otherwise (the template renders the prompt differently alone, or strips or reorders):
+   the answer is its content tokenised alone, followed by the template's end-of-turn text
+   (what the template writes after the answer's content; the EOS token if that is not
+   found).
+
+The prompt keeps its own rendering (with the generation prompt) in both cases, so training
+sees the same context as generation does.
+
+**Plain text** (``apply_chat_template: false``, or a tokenizer without a template). Turns'
+contents are joined with a blank line (:data:`PLAIN_TURN_SEPARATOR`); the prompt ends with
+one too, and starts with BOS when the tokenizer adds one. An answer is its content(s) joined
+the same way, followed by EOS. Prompt and answers are tokenised separately, so the prompt's
+tokens are always a prefix.
+
+**Truncation**, for each pair: the prompt is cut from the left to ``max_prompt_length``,
+then each answer is cut from the right so that prompt + answer <= ``max_length``. A pair
+whose prompt leaves no room for an answer is dropped (``empty_after_truncation``). With a
+prompt shorter than ``max_prompt_length`` this is what TRL's DPOTrainer does with the same
+``max_length`` (``truncation_mode="keep_start"``: sequences cut on the right, pairs whose
+prompt fills ``max_length`` dropped).
+
+SFT trains on ``prompt_ids + chosen_ids``: the chosen conversation exactly as the chat
+template renders it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from dpokit.data.types import Message, PreferencePair
+from dpokit.errors import DpokitError
+
+if TYPE_CHECKING:
+    from dpokit.config import DataConfig
+
+PLAIN_TURN_SEPARATOR = "\n\n"
+"""Joins turns (and the prompt to the answer) when no chat template is used."""
+
+DROP_EMPTY_AFTER_TRUNCATION = "empty_after_truncation"
+DROP_EMPTY_ANSWER = "empty_answer_tokens"
+
+
+@dataclass
+class TokenizedPair:
+    """One pair as token ids; the model sees ``prompt_ids + chosen_ids`` and ``prompt_ids + rejected_ids``.
+
+    Shapes: ``prompt_ids`` (P,), ``chosen_ids`` (C,), ``rejected_ids`` (R,) with
+    P + C <= max_length, P + R <= max_length, P <= max_prompt_length, C >= 1, R >= 1.
+    """
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class TokenizeStats:
+    """What tokenisation did to a set of pairs; every count shows up in the data report.
+
+    The ``*_lengths`` lists hold each encoded pair's lengths in tokens *before* truncation
+    (so the report can say how many would be cut at other limits).
+    """
+
+    pairs_in: int = 0
+    pairs_out: int = 0
+    prompt_truncated: int = 0
+    answer_truncated: int = 0
+    """Pairs with at least one answer cut to fit ``max_length``."""
+    chosen_truncated: int = 0
+    rejected_truncated: int = 0
+    dropped_empty_after_truncation: int = 0
+    dropped_empty_answer: int = 0
+    """Pairs with an answer that has no tokens at all (before truncation)."""
+    template_fallback: int = 0
+    """Pairs where the chat template broke the prefix property and a fallback was used."""
+    system_prompt_inserted: int = 0
+    chat_template: bool = False
+    """Whether the chat template was used (False: plain text)."""
+    prompt_lengths: list[int] = field(default_factory=list, repr=False)
+    chosen_lengths: list[int] = field(default_factory=list, repr=False)
+    rejected_lengths: list[int] = field(default_factory=list, repr=False)
+
+    def dropped(self) -> Counter:
+        """Drop reason -> count (only reasons that occurred)."""
+        counts = Counter({
+            DROP_EMPTY_AFTER_TRUNCATION: self.dropped_empty_after_truncation,
+            DROP_EMPTY_ANSWER: self.dropped_empty_answer,
+        })
+        return +counts
+
+    def counts(self) -> dict[str, Any]:
+        """The scalar fields as a dict (no length lists)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.endswith("_lengths")}
+
+
+@dataclass
+class _Encoded:
+    """One pair's untruncated ids plus what happened on the way."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    fallback: bool
+    system_inserted: bool
+
+
+def uses_chat_template(tokenizer, data_cfg: "DataConfig") -> bool:
+    """True when pairs are rendered with the tokenizer's chat template."""
+    return bool(data_cfg.apply_chat_template and getattr(tokenizer, "chat_template", None))
+
+
+def prompt_messages(pair: PreferencePair, data_cfg: "DataConfig") -> tuple[list[Message], bool]:
+    """The pair's prompt with ``data_cfg.system_prompt`` inserted where it has no system message.
+
+    Returns the messages and whether a system message was inserted.
+    """
+    if data_cfg.system_prompt and pair.system is None:
+        return [{"role": "system", "content": data_cfg.system_prompt}] + list(pair.prompt), True
+    return list(pair.prompt), False
+
+
+def _render(tokenizer, messages: list[Message], source: str, **kwargs) -> str:
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+    except Exception as err:  # jinja2 raises TemplateError (raise_exception) or anything a template does
+        raise DpokitError(
+            f"{source or 'pair'}: the model's chat template cannot render this conversation ({err})",
+            "fix the record (e.g. roles must alternate user/assistant), or drop the system prompt if the "
+            "template has no system role, or set data.apply_chat_template: false",
+        ) from None
+
+
+def _tokenize_texts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, no special tokens added (one batched call)."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def _end_of_turn_text(full_text: str, content: str) -> str | None:
+    """What the template writes right after an answer's content (``<|im_end|>\\n`` in ChatML)."""
+    if not content:
+        return None
+    at = full_text.rfind(content)
+    if at < 0:
+        at = full_text.rfind(content.strip())
+        content = content.strip()
+    if at < 0:
+        return None
+    return full_text[at + len(content):] or None
+
+
+def _fallback_answer_ids(tokenizer, prompt_text: str, full_text: str, answer: list[Message]) -> list[int]:
+    """Answer ids when the prompt's tokens are not a prefix of the full sequence's (see module doc)."""
+    if full_text.startswith(prompt_text):
+        return _tokenize_texts(tokenizer, [full_text[len(prompt_text):]])[0]
+    ids: list[int] = []
+    for message in answer:
+        end = _end_of_turn_text(full_text, message["content"])
+        ids += _tokenize_texts(tokenizer, [message["content"]])[0]
+        if end is not None:
+            ids += _tokenize_texts(tokenizer, [end])[0]
+        elif tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _encode_chat(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
+    prompts, inserted = zip(*(prompt_messages(p, data_cfg) for p in pairs))
+    prompt_texts, chosen_texts, rejected_texts = [], [], []
+    for pair, messages in zip(pairs, prompts):
+        prompt_texts.append(_render(tokenizer, messages, pair.source, add_generation_prompt=True))
+        chosen_texts.append(_render(tokenizer, messages + list(pair.chosen), pair.source))
+        rejected_texts.append(_render(tokenizer, messages + list(pair.rejected), pair.source))
+    n = len(pairs)
+    ids = _tokenize_texts(tokenizer, prompt_texts + chosen_texts + rejected_texts)
+    prompt_ids, chosen_full, rejected_full = ids[:n], ids[n:2 * n], ids[2 * n:]
+
+    encoded = []
+    for i, pair in enumerate(pairs):
+        p = prompt_ids[i]
+        answers, fallback = [], False
+        for full_ids, full_text, answer in (
+            (chosen_full[i], chosen_texts[i], pair.chosen),
+            (rejected_full[i], rejected_texts[i], pair.rejected),
+        ):
+            if full_ids[:len(p)] == p:
+                answers.append(full_ids[len(p):])
+            else:
+                fallback = True
+                answers.append(_fallback_answer_ids(tokenizer, prompt_texts[i], full_text, answer))
+        encoded.append(_Encoded(p, answers[0], answers[1], fallback, inserted[i]))
+    return encoded
+
+
+def _adds_bos(tokenizer) -> bool:
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
+
+
+def _encode_plain(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
+    sep = PLAIN_TURN_SEPARATOR
+    prompts, inserted = zip(*(prompt_messages(p, data_cfg) for p in pairs))
+    prompt_texts = [sep.join(m["content"] for m in messages) + sep for messages in prompts]
+    chosen_texts = [sep.join(m["content"] for m in p.chosen) for p in pairs]
+    rejected_texts = [sep.join(m["content"] for m in p.rejected) for p in pairs]
+    n = len(pairs)
+    ids = _tokenize_texts(tokenizer, prompt_texts + chosen_texts + rejected_texts)
+    bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
+    eos = tokenizer.eos_token_id
+
+    def with_eos(answer: list[int]) -> list[int]:
+        if not answer or eos is None or answer[-1] == eos:
+            return answer
+        return answer + [eos]
+
+    return [
+        _Encoded(bos + ids[i], with_eos(ids[n + i]), with_eos(ids[2 * n + i]), False, inserted[i])
+        for i in range(n)
+    ]
+
+
+def _encode(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
+    if not pairs:
+        return []
+    if uses_chat_template(tokenizer, data_cfg):
+        return _encode_chat(pairs, tokenizer, data_cfg)
+    return _encode_plain(pairs, tokenizer, data_cfg)
+
+
+def _truncate(enc: _Encoded, data_cfg: "DataConfig") -> tuple[tuple[list[int], list[int], list[int]] | str, dict]:
+    """Apply the truncation rule; returns (prompt, chosen, rejected) ids or a drop reason, and flags."""
+    flags = {"prompt": False, "chosen": False, "rejected": False}
+    if not enc.chosen_ids or not enc.rejected_ids:
+        return DROP_EMPTY_ANSWER, flags
+    prompt = enc.prompt_ids
+    if len(prompt) > data_cfg.max_prompt_length:
+        prompt = prompt[-data_cfg.max_prompt_length:]
+        flags["prompt"] = True
+    room = data_cfg.max_length - len(prompt)
+    if room <= 0:
+        return DROP_EMPTY_AFTER_TRUNCATION, flags
+    flags["chosen"] = len(enc.chosen_ids) > room
+    flags["rejected"] = len(enc.rejected_ids) > room
+    return (prompt, enc.chosen_ids[:room], enc.rejected_ids[:room]), flags
+
+
+def tokenize_pairs(
+    pairs: Iterable[PreferencePair], tokenizer, data_cfg: "DataConfig"
+) -> tuple[list[TokenizedPair], TokenizeStats]:
+    """Tokenise and truncate pairs (tokenizer calls batched); dropped pairs are counted in the stats."""
+    pairs = list(pairs)
+    stats = TokenizeStats(pairs_in=len(pairs), chat_template=uses_chat_template(tokenizer, data_cfg))
+    out: list[TokenizedPair] = []
+    for pair, enc in zip(pairs, _encode(pairs, tokenizer, data_cfg)):
+        stats.prompt_lengths.append(len(enc.prompt_ids))
+        stats.chosen_lengths.append(len(enc.chosen_ids))
+        stats.rejected_lengths.append(len(enc.rejected_ids))
+        stats.template_fallback += enc.fallback
+        stats.system_prompt_inserted += enc.system_inserted
+        result, flags = _truncate(enc, data_cfg)
+        stats.prompt_truncated += flags["prompt"]
+        stats.chosen_truncated += flags["chosen"]
+        stats.rejected_truncated += flags["rejected"]
+        stats.answer_truncated += flags["chosen"] or flags["rejected"]
+        if result == DROP_EMPTY_ANSWER:
+            stats.dropped_empty_answer += 1
+        elif result == DROP_EMPTY_AFTER_TRUNCATION:
+            stats.dropped_empty_after_truncation += 1
+        else:
+            prompt, chosen, rejected = result
+            out.append(TokenizedPair(prompt, chosen, rejected, pair.source, dict(pair.meta)))
+    stats.pairs_out = len(out)
+    return out, stats
+
+
+def tokenize_pair(pair: PreferencePair, tokenizer, data_cfg: "DataConfig") -> TokenizedPair | str:
+    """One pair's ids after truncation, or the reason it is dropped (a ``DROP_*`` string)."""
+    result, _ = _truncate(_encode([pair], tokenizer, data_cfg)[0], data_cfg)
+    if isinstance(result, str):
+        return result
+    prompt, chosen, rejected = result
+    return TokenizedPair(prompt, chosen, rejected, pair.source, dict(pair.meta))
+
+
+def render_pair_text(pair: PreferencePair, tokenizer, data_cfg: "DataConfig") -> dict[str, str]:
+    """The prompt and both answers as text, exactly as split into tokens (before truncation).
+
+    Special tokens are kept (``<|im_start|>``, BOS, EOS): this is what the model reads.
+    """
+    enc = _encode([pair], tokenizer, data_cfg)[0]
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
+    return {"prompt": decode(enc.prompt_ids), "chosen": decode(enc.chosen_ids), "rejected": decode(enc.rejected_ids)}
