@@ -63,3 +63,37 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> str:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_run(tmp_path_factory, tiny_model_dir, tokenizer) -> Path:
+    """A hand-made DPO run dir on the tiny model, in the trainer's layout (read-only in tests).
+
+    ``final/`` holds a LoRA adapter whose B matrices are random (not PEFT's zeros), so the
+    adapter really changes the model's outputs; ``run.json`` and ``config.yaml`` as the
+    trainer writes them.
+    """
+    import json
+
+    from dpokit import __version__
+    from dpokit.config import LoraConfig, build_config, dump_config
+    from dpokit.models import apply_lora
+    from transformers import AutoModelForCausalLM
+
+    run_dir = tmp_path_factory.mktemp("tiny-lora-run")
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = apply_lora(model, LoraConfig(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"]))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    model.save_pretrained(run_dir / "final")
+    tokenizer.save_pretrained(run_dir / "final")
+    config = build_config({"model": {"name_or_path": tiny_model_dir}, "lora": {"r": 4, "alpha": 8},
+                           "output": {"output_dir": str(run_dir)}})
+    (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+    run_json = {"stage": "dpo", "base_model": tiny_model_dir, "adapter": True, "reference": "precompute",
+                "dpokit_version": __version__}
+    (run_dir / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
+    return run_dir
