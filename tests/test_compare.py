@@ -1,0 +1,385 @@
+"""`dpokit compare`: prompts, judges (fake, stub OpenAI server, reward model), win rate, report."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dpokit import compare as compare_mod
+from dpokit.cli import main
+from dpokit.compare import (
+    compare, judge_answers, load_prompts, render_html, wilson_interval, win_rate, write_report,
+)
+from dpokit.errors import DpokitError
+from dpokit.judges import Judgement, OpenAIJudge, RewardModelJudge, make_judge, parse_verdict
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize("successes, n, low, high", [
+    # Newcombe (1998), Statistics in Medicine 17:857-872, table I, method 3 (Wilson score).
+    (81, 263, 0.2553, 0.3662),
+    (15, 148, 0.0624, 0.1605),
+    (0, 20, 0.0000, 0.1611),
+    (1, 29, 0.0061, 0.1718),
+])
+def test_wilson_interval_matches_published_values(successes, n, low, high):
+    got_low, got_high = wilson_interval(successes, n)
+    assert got_low == pytest.approx(low, abs=6e-5)
+    assert got_high == pytest.approx(high, abs=6e-5)
+
+
+def test_win_rate_counts_ties_as_half():
+    result = win_rate(wins=6, losses=2, ties=2, invalid=3)
+    assert result.n == 10
+    assert result.rate == pytest.approx(0.7)
+    assert result.ci95 == pytest.approx(wilson_interval(7, 10))
+    assert result.ci95[0] < 0.7 < result.ci95[1]
+    assert win_rate(0, 0, 0, invalid=2).rate is None
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def test_load_prompts_formats(tmp_path):
+    txt = tmp_path / "p.txt"
+    txt.write_text("What is DPO?\n\n  Name a colour.  \n")
+    assert load_prompts(txt) == [[{"role": "user", "content": "What is DPO?"}],
+                                 [{"role": "user", "content": "Name a colour."}]]
+    jsonl = tmp_path / "p.jsonl"
+    records = [
+        "plain string",
+        {"prompt": "hi", "system": "be brief"},
+        {"messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+                      {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]},
+        {"instruction": "Translate", "input": "bonjour"},
+        {"prompt": "x", "chosen": "c", "rejected": "r"},
+    ]
+    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    prompts = load_prompts(jsonl)
+    assert prompts[0] == [{"role": "user", "content": "plain string"}]
+    assert prompts[1] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert [m["content"] for m in prompts[2]] == ["q1", "a1", "q2"]
+    assert prompts[3] == [{"role": "user", "content": "Translate\n\nbonjour"}]
+    assert prompts[4] == [{"role": "user", "content": "x"}]
+    assert len(load_prompts(jsonl, limit=2)) == 2
+
+
+def test_load_prompts_errors(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(DpokitError, match="no prompts in the file"):
+        load_prompts(empty)
+    with pytest.raises(DpokitError, match="file not found"):
+        load_prompts(tmp_path / "missing.txt")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"answer": "no prompt"}\n')
+    with pytest.raises(DpokitError, match=r"bad.jsonl:2: no prompt field"):
+        load_prompts(bad)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "ok"}\n{"prompt": \n')
+    with pytest.raises(DpokitError, match=r"broken.jsonl:2: invalid JSON"):
+        load_prompts(broken)
+
+
+# ----------------------------------------------------------------------------- a plain fake judge
+
+
+class LengthJudge:
+    """Prefers the longer answer; 'same length' is a tie; '???' in an answer: no verdict."""
+
+    name = "fake:length"
+
+    def __init__(self):
+        self.asked = []
+
+    def judge(self, prompts, answers_a, answers_b):
+        self.asked += list(zip(answers_a, answers_b))
+        out = []
+        for a, b in zip(answers_a, answers_b):
+            if "???" in a + b:
+                out.append(Judgement(None, note="unsure"))
+            else:
+                out.append(Judgement("A" if len(a) > len(b) else "B" if len(b) > len(a) else "tie"))
+        return out
+
+
+def test_judge_answers_counts_wins_losses_ties():
+    answers_a = ["short", "a much longer answer", "same", "equal", "x", "???"]
+    answers_b = ["longer answer", "short", "same", "EQUAL", "yy", "b"]
+    prompts = [[{"role": "user", "content": f"q{i}"}] for i in range(len(answers_a))]
+    judge = LengthJudge()
+    judgements, counts = judge_answers(prompts, answers_a, answers_b, judge)
+    assert [j.winner for j in judgements] == ["B", "A", "tie", "tie", "B", None]
+    assert (counts.wins, counts.losses, counts.ties, counts.invalid) == (2, 1, 2, 1)
+    assert counts.rate == pytest.approx(3 / 5)
+    # Identical answers are a tie without asking the judge.
+    assert ("same", "same") not in judge.asked and len(judge.asked) == 5
+    assert judgements[2].note == "identical answers"
+
+
+def fake_generate(answers: dict):
+    def generate(ref, prompts, sampling):
+        return [answers[ref](p[-1]["content"]) for p in prompts]
+    return generate
+
+
+def test_compare_with_fake_generation_and_judge():
+    prompts = [[{"role": "user", "content": w}] for w in ("one", "three", "five")]
+    generate = fake_generate({"A": lambda q: q, "B": lambda q: q * 2})
+    result = compare("A", "B", prompts, LengthJudge(), {"max_new_tokens": 8}, generate=generate)
+    assert [r.answer_b for r in result.rows] == ["oneone", "threethree", "fivefive"]
+    assert (result.win_rate.wins, result.win_rate.losses, result.win_rate.ties) == (3, 0, 0)
+    data = result.to_json()
+    assert data["summary"]["wins"] == 3 and data["summary"]["n"] == 3 and data["summary"]["rate"] == 1.0
+    assert data["rows"][0]["winner"] == "B" and data["sampling"] == {"max_new_tokens": 8}
+    no_judge = compare("A", "B", prompts, None, generate=generate)
+    assert no_judge.win_rate is None and no_judge.rows[0].judgement is None
+
+
+def test_html_escapes_and_is_self_contained(tmp_path):
+    prompts = [[{"role": "user", "content": "<b>bold?</b> & more"}]]
+    generate = fake_generate({"A<img>": lambda q: "<script>alert('x')</script>", "B": lambda q: 'a "quoted" answer'})
+    result = compare("A<img>", "B", prompts, LengthJudge(), generate=generate)
+    page = render_html(result)
+    assert "<script>" not in page and "<img>" not in page and "<b>bold" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;bold?&lt;/b&gt; &amp; more" in page
+    assert "&quot;quoted&quot;" in page
+    # Self-contained: inline CSS, no external resources.
+    assert "<style>" in page and not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "<link" not in page
+    path = write_report(result, tmp_path / "sub" / "report.html")
+    assert path.read_text() == page
+
+
+# ----------------------------------------------------------------------------- stub OpenAI server
+
+
+class StubJudgeServer:
+    """An OpenAI-compatible chat-completions server on 127.0.0.1 that judges by content.
+
+    The answer containing GOOD wins; an answer containing GARBLE gets a reply with no
+    verdict; otherwise it says tie. Verdicts refer to the positions *as shown*, so a
+    client that un-swaps wrongly gets the counts wrong.
+    """
+
+    def __init__(self, models=("judge-1",)):
+        self.requests = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, payload, status=200):
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path == "/v1/models":
+                    self._send({"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
+                else:
+                    self._send({"error": "not found"}, 404)
+
+            def do_POST(self):
+                length = int(self.headers["Content-Length"])
+                request = json.loads(self.rfile.read(length))
+                stub.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": request})
+                if self.path != "/v1/chat/completions":
+                    return self._send({"error": "not found"}, 404)
+                text = request["messages"][-1]["content"]
+                first = re.search(r"<answer_A>\n(.*?)\n</answer_A>", text, re.S).group(1)
+                second = re.search(r"<answer_B>\n(.*?)\n</answer_B>", text, re.S).group(1)
+                if "GARBLE" in first + second:
+                    verdict = "Both are fine I guess."
+                elif "GOOD" in first:
+                    verdict = "Answer A is more helpful. [[A]]"
+                elif "GOOD" in second:
+                    verdict = "B"
+                else:
+                    verdict = "[[tie]]"
+                self._send({"id": "x", "object": "chat.completion", "model": request["model"],
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": verdict},
+                                         "finish_reason": "stop"}]})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def stub_server():
+    with StubJudgeServer() as server:
+        yield server
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+CASES = [  # (answer A, answer B, expected winner)
+    ("GOOD answer", "meh", "A"), ("meh", "GOOD answer", "B"), ("fine", "also fine", "tie"),
+    ("so-so", "GOOD", "B"), ("GOOD!", "nope", "A"), ("GARBLE", "x", None), ("meh", "GOOD again", "B"),
+    ("alpha", "beta", "tie"),
+]
+
+
+def test_openai_judge_counts_and_unswaps(stub_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
+    judge = make_judge(f"openai:{stub_server.url}#judge-9", seed=3)
+    assert isinstance(judge, OpenAIJudge) and judge.model == "judge-9"
+    answers_a = [a for a, _, _ in CASES]
+    answers_b = [b for _, b, _ in CASES]
+    prompts = [[{"role": "user", "content": f"question {i}"}] for i in range(len(CASES))]
+    judgements, counts = judge_answers(prompts, answers_a, answers_b, judge)
+    assert [j.winner for j in judgements] == [w for _, _, w in CASES]
+    assert (counts.wins, counts.losses, counts.ties, counts.invalid) == (3, 2, 2, 1)
+    assert counts.rate == pytest.approx(4 / 7)
+    assert "judge said: Both are fine" in judgements[5].note
+    # Order was randomised (both orders occur), deterministically in the seed.
+    swaps = judge.swap_order(len(CASES))
+    assert any(swaps) and not all(swaps)
+    assert swaps == OpenAIJudge(stub_server.url, "m", seed=3).swap_order(len(CASES))
+    assert swaps != OpenAIJudge(stub_server.url, "m", seed=4).swap_order(len(CASES))
+    shown_first = {}
+    for request in stub_server.requests:
+        text = request["body"]["messages"][-1]["content"]
+        shown_first[re.search(r"question (\d+)", text).group(1)] = re.search(r"<answer_A>\n(.*?)\n", text).group(1)
+    for i, swapped in enumerate(swaps):
+        assert shown_first[str(i)] == (answers_b[i] if swapped else answers_a[i])
+    assert {r["auth"] for r in stub_server.requests} == {"Bearer sk-test-123"}
+    assert {r["body"]["model"] for r in stub_server.requests} == {"judge-9"}
+
+
+def test_openai_judge_model_from_models_list_and_no_key(stub_server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    judge = make_judge(f"openai:{stub_server.url}")
+    assert judge.model == "judge-1" and judge.name.endswith("#judge-1")
+    assert judge.judge([[{"role": "user", "content": "q"}]], ["GOOD"], ["bad"])[0].winner == "A"
+    assert stub_server.requests[-1]["auth"] is None
+    # A bare host gets /v1; a full chat/completions URL is used as given.
+    assert OpenAIJudge(stub_server.url.removesuffix("/v1"), "m").endpoint == stub_server.url + "/chat/completions"
+    assert OpenAIJudge(stub_server.url + "/chat/completions", "m").base == stub_server.url
+
+
+def test_openai_judge_wrong_path_is_a_clear_error(stub_server):
+    judge = OpenAIJudge(stub_server.url.removesuffix("/v1") + "/api", "m", retries=0)
+    with pytest.raises(DpokitError, match="HTTP 404"):
+        judge.judge([[{"role": "user", "content": "q"}]], ["a"], ["b"])
+
+
+def test_unreachable_judge_endpoint(tmp_path, capsys):
+    port = _closed_port()
+    with pytest.raises(DpokitError, match=f"cannot reach the judge endpoint http://127.0.0.1:{port}"):
+        make_judge(f"openai:http://127.0.0.1:{port}/v1#m")
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    # The judge is checked before any model loads: these model names need not exist.
+    code = main(["compare", "no-model-a", "no-model-b", "--prompts", str(prompts),
+                 "--judge", f"openai:http://127.0.0.1:{port}/v1#m"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "cannot reach the judge endpoint" in err and "Traceback" not in err
+
+
+def test_cli_errors_empty_prompts_and_bad_judge(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["compare", "a", "b", "--prompts", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "no prompts in the file" in err and "Traceback" not in err
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    assert main(["compare", "a", "b", "--prompts", str(prompts), "--judge", "gpt4"]) == 2
+    assert "unknown judge" in capsys.readouterr().err
+    assert main(["compare", "a", "b", "--prompts", str(prompts), "--judge", f"rm:{tmp_path / 'nope'}"]) == 2
+    assert "not a model dir" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_with_stub_judge(tmp_path, stub_server, monkeypatch, capsys):
+    answers = {"base": lambda q: "meh", "tuned": lambda q: "GOOD <i>answer</i>" if "win" in q else "meh too"}
+    monkeypatch.setattr(compare_mod, "generate_with", fake_generate(answers))
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p in ["win 1", "draw", "win 2"]) + "\n")
+    out = tmp_path / "report.html"
+    code = main(["compare", "base", "tuned", "--prompts", str(prompts), "--judge", f"openai:{stub_server.url}#j",
+                 "--out", str(out), "--json", "--max-new-tokens", "16", "--seed", "1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = json.loads(captured.out)
+    assert data["summary"]["wins"] == 2 and data["summary"]["ties"] == 1 and data["summary"]["losses"] == 0
+    assert data["summary"]["ci95"] == pytest.approx(list(wilson_interval(2.5, 3)))
+    assert data["sampling"]["max_new_tokens"] == 16 and data["sampling"]["seed"] == 1
+    page = out.read_text()
+    assert "GOOD &lt;i&gt;answer&lt;/i&gt;" in page and "83.3%" in page
+
+
+# ----------------------------------------------------------------------------- reward model judge
+
+
+@pytest.fixture(scope="module")
+def reward_model_dir(tmp_path_factory, tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                         pad_token_id=tokenizer.pad_token_id)
+    out = tmp_path_factory.mktemp("tiny-rm")
+    LlamaForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def test_reward_model_judge_scores_and_verdicts(reward_model_dir):
+    judge = make_judge(f"rm:{reward_model_dir}")
+    assert isinstance(judge, RewardModelJudge)
+    judge.batch_size = 4
+    prompts = [[{"role": "user", "content": q}] for q in ("Hi", "What is 2+2?", "Name a fruit", "Why?", "Ok")]
+    answers_a = ["Hello!", "4", "An apple, which is red and sweet.", "Because.", "fine"]
+    answers_b = ["Hey there, how can I help you today?", "Four.", "Banana", "I do not know why.", "fine!"]
+    judgements = judge.judge(prompts, answers_a, answers_b)
+    # Batched (padded) scores equal one-at-a-time scores.
+    alone = [judge.score([p], [a])[0] for p, a in zip(prompts, answers_a)]
+    assert [j.score_a for j in judgements] == pytest.approx(alone, abs=1e-4)
+    for j in judgements:
+        assert j.winner == ("A" if j.score_a > j.score_b else "B")
+    assert len({j.winner for j in judgements}) == 2  # the random head does not prefer one side always
+
+
+def test_causal_lm_is_not_a_reward_model(tiny_model_dir):
+    judge = make_judge(f"rm:{tiny_model_dir}")
+    with pytest.raises(DpokitError, match="not a reward model"):
+        judge.judge([[{"role": "user", "content": "q"}]], ["a"], ["b"])
+
+
+def test_parse_verdict():
+    assert parse_verdict("I think [[A]] ... no, final: [[B]]") == "B"
+    assert parse_verdict(" tie. ") == "tie"
+    assert parse_verdict('"A"') == "A"
+    assert parse_verdict("[[ Tie ]]") == "tie"
+    assert parse_verdict("A is better") is None
+    assert parse_verdict("") is None
