@@ -383,3 +383,75 @@ def test_parse_verdict():
     assert parse_verdict("[[ Tie ]]") == "tie"
     assert parse_verdict("A is better") is None
     assert parse_verdict("") is None
+
+
+# ----------------------------------------------------------------------------- DPO implicit-reward judge
+
+
+def _full_logits_logp(model, prompt_ids, answer_ids) -> float:
+    """Oracle: summed log-prob of the answer from the model's full-vocabulary logits."""
+    import torch
+
+    ids = torch.tensor([prompt_ids + answer_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, :-1].float()  # [T-1, vocab]
+    token_logps = logits.log_softmax(-1).gather(-1, ids[0, 1:, None])[:, 0]
+    return token_logps[len(prompt_ids) - 1:].sum().item()
+
+
+DPO_PROMPTS = [[{"role": "user", "content": "What is the capital of France?"}],
+               [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi"}],
+               [{"role": "user", "content": "Count to three"}]]
+DPO_A = ["Paris.", "Hi!", "1, 2, 3"]
+DPO_B = ["It is Paris, a city in France.", "Hello there", "one two three"]
+
+
+def test_dpo_judge_scores_are_implicit_rewards(tiny_lora_run, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from dpokit.data.tokenize import tokenize_pairs
+    from dpokit.data.types import PreferencePair
+    from dpokit.judges import DpoRewardJudge
+    from dpokit.runs import load_for_inference
+
+    judge = make_judge(f"dpo:{tiny_lora_run}")
+    assert isinstance(judge, DpoRewardJudge) and judge.beta == 0.1
+    judgements = judge.judge(DPO_PROMPTS, DPO_A, DPO_B)
+
+    policy, tokenizer, info = load_for_inference(tiny_lora_run)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    raw = [PreferencePair(p, [{"role": "assistant", "content": a}], [{"role": "assistant", "content": b}])
+           for p, a, b in zip(DPO_PROMPTS, DPO_A, DPO_B)]
+    pairs, _ = tokenize_pairs(raw, tokenizer, info.config.data)
+    assert len(pairs) == len(judgements) == 3
+    for judgement, pair in zip(judgements, pairs):
+        reward_a = 0.1 * (_full_logits_logp(policy, pair.prompt_ids, pair.chosen_ids)
+                          - _full_logits_logp(base, pair.prompt_ids, pair.chosen_ids))
+        reward_b = 0.1 * (_full_logits_logp(policy, pair.prompt_ids, pair.rejected_ids)
+                          - _full_logits_logp(base, pair.prompt_ids, pair.rejected_ids))
+        assert judgement.score_a == pytest.approx(reward_a, abs=1e-4)
+        assert judgement.score_b == pytest.approx(reward_b, abs=1e-4)
+        assert abs(reward_a) > 1e-3  # the adapter really moves the policy away from the reference
+        assert judgement.winner == ("A" if reward_a > reward_b else "B")
+
+
+def test_dpo_judge_with_a_separate_reference_model(tiny_lora_run, tiny_model_dir, tmp_path):
+    """run.json naming a reference model dir (here: the base itself) gives the same rewards."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_lora_run, run)
+    meta = json.loads((run / "run.json").read_text())
+    meta["reference"] = {"model": tiny_model_dir}
+    (run / "run.json").write_text(json.dumps(meta))
+    separate = make_judge(f"dpo:{run}").judge(DPO_PROMPTS[:2], DPO_A[:2], DPO_B[:2])
+    adapter_off = make_judge(f"dpo:{tiny_lora_run}").judge(DPO_PROMPTS[:2], DPO_A[:2], DPO_B[:2])
+    for s, a in zip(separate, adapter_off):
+        assert s.score_a == pytest.approx(a.score_a, abs=1e-4) and s.score_b == pytest.approx(a.score_b, abs=1e-4)
+
+    meta["stage"] = "sft"
+    (run / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(DpokitError, match="has no implicit reward"):
+        make_judge(f"dpo:{run}")
+    with pytest.raises(DpokitError, match="not a dpokit run dir"):
+        make_judge(f"dpo:{tiny_model_dir}")

@@ -157,6 +157,111 @@ class RewardModelJudge(ScoreJudge):
         return scores
 
 
+# ----------------------------------------------------------------------------- DPO implicit reward
+
+
+class DpoRewardJudge(ScoreJudge):
+    """Scores each answer with a DPO run's implicit reward ``beta * (log pi(y|x) - log pi_ref(y|x))``.
+
+    ``pi`` is the run's final policy and ``log pi(y|x)`` the summed log-prob of the answer's
+    tokens after the prompt, tokenised as in training (the run's chat template and
+    ``data`` settings, truncation included). The reference follows the run: a separate
+    model when one was configured, else the base model (the LoRA adapter switched off, or
+    the base model loaded for a full fine-tune). For a reference-free run (SimPO, ORPO)
+    the reward is ``beta * mean log-prob per token``, as that run logged it. An answer
+    with no scoreable token gets NaN (no verdict).
+    """
+
+    def __init__(self, run_dir: str, batch_size: int = 4):
+        from dpokit.runs import open_model_or_run
+
+        self.run_dir = run_dir
+        self.name = f"dpo:{run_dir}"
+        self.batch_size = batch_size
+        info = open_model_or_run(run_dir)
+        if info.path is None or info.config is None:
+            raise DpokitError(f"--judge {self.name}: not a dpokit run dir (no run.json/config.yaml)",
+                              "pass the output_dir of a `dpokit train` DPO run")
+        if info.stage != "dpo":
+            raise DpokitError(f"--judge {self.name}: a '{info.stage}' run has no implicit reward",
+                              "pass a DPO run (stage: dpo)")
+        self.info = info
+        self.config = info.config
+        self.beta = self.config.dpo.beta
+
+    def _reference_spec(self) -> Optional[str]:
+        """What to load as the reference: a model ref, ``"adapter"`` (policy with adapter off) or None."""
+        spec = self.info.reference if self.info.reference is not None else self.config.dpo.reference
+        if isinstance(spec, dict):
+            spec = spec.get("model")
+        elif hasattr(spec, "model"):
+            spec = spec.model
+        if self.config.dpo.reference_free or spec in (None, "none"):
+            return None
+        if spec in ("precompute", "adapter"):  # both mean: the model training started from
+            return "adapter" if self.info.is_lora else self.info.base_model
+        return str(spec)
+
+    def _answer_logps(self, model, pairs, tokenizer) -> tuple[list[float], list[float], list[int], list[int]]:
+        """Summed log-probs and token counts of each pair's two answers (A as chosen, B as rejected)."""
+        import torch
+
+        from dpokit.data.collate import collate_preference
+        from dpokit.objective import policy_logps
+
+        out: tuple[list, list, list, list] = ([], [], [], [])
+        device = next(model.parameters()).device
+        for start in range(0, len(pairs), self.batch_size):
+            batch = collate_preference(pairs[start:start + self.batch_size], tokenizer.pad_token_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.no_grad():
+                logps = policy_logps(model, batch, self.config.training.logprob_chunk_size)
+            for column, values in zip(out, logps):
+                column += values.tolist()
+        return out
+
+    def score_both(self, prompts, answers_a, answers_b) -> tuple[list[float], list[float]]:
+        import gc
+
+        from dpokit.data.tokenize import tokenize_pairs
+        from dpokit.data.types import PreferencePair
+        from dpokit.reference import disabled_adapter
+        from dpokit.runs import load_for_inference
+
+        model, tokenizer, _ = load_for_inference(self.run_dir)
+        raw = [
+            PreferencePair(list(p), [{"role": "assistant", "content": a}], [{"role": "assistant", "content": b}],
+                           source=str(i))
+            for i, (p, a, b) in enumerate(zip(prompts, answers_a, answers_b))
+        ]
+        pairs, _ = tokenize_pairs(raw, tokenizer, self.config.data)
+        scores_a = [math.nan] * len(raw)
+        scores_b = [math.nan] * len(raw)
+        if not pairs:
+            return scores_a, scores_b
+        policy_a, policy_b, count_a, count_b = self._answer_logps(model, pairs, tokenizer)
+        reference = self._reference_spec()
+        if reference is None:
+            ref_a, ref_b = [0.0] * len(pairs), [0.0] * len(pairs)
+            policy_a = [lp / max(n, 1) for lp, n in zip(policy_a, count_a)]
+            policy_b = [lp / max(n, 1) for lp, n in zip(policy_b, count_b)]
+        elif reference == "adapter":
+            with disabled_adapter(model):
+                ref_a, ref_b, _, _ = self._answer_logps(model, pairs, tokenizer)
+        else:
+            del model
+            gc.collect()
+            model, _, _ = load_for_inference(reference)
+            ref_a, ref_b, _, _ = self._answer_logps(model, pairs, tokenizer)
+        del model
+        gc.collect()
+        for k, pair in enumerate(pairs):
+            i = int(pair.source)
+            scores_a[i] = self.beta * (policy_a[k] - ref_a[k])
+            scores_b[i] = self.beta * (policy_b[k] - ref_b[k])
+        return scores_a, scores_b
+
+
 # ----------------------------------------------------------------------------- LLM judge
 
 JUDGE_SYSTEM_PROMPT = (
