@@ -1,0 +1,352 @@
+"""Batched generation with the model's chat template, and reading prompt files.
+
+Prompts are message lists (``[{"role": "user", "content": ...}]``). Each is rendered with
+the tokenizer's chat template (``add_generation_prompt=True``) and the batch is padded
+on the *left*, so every row's next token is at the same position and ``generate`` can
+append to all rows at once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+
+from dpokit.errors import DpokitError, location
+
+if TYPE_CHECKING:
+    import torch
+
+Message = dict[str, str]
+
+# Sampling defaults shared by `dpokit generate`, `dpokit chat` and the Python API.
+DEFAULT_MAX_NEW_TOKENS = 256
+DEFAULT_TEMPERATURE = 0.7
+DEFAULT_TOP_P = 0.9
+DEFAULT_TOP_K = 50
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to pick tokens. ``temperature == 0`` (or ``do_sample=False``) means greedy."""
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    do_sample: bool = True
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    top_k: int = DEFAULT_TOP_K
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self):
+        if self.max_new_tokens <= 0:
+            raise DpokitError(f"max_new_tokens must be > 0 (got {self.max_new_tokens})")
+        if self.temperature < 0:
+            raise DpokitError(f"temperature must be >= 0 (got {self.temperature})", "use 0 for greedy decoding")
+        if not 0 < self.top_p <= 1:
+            raise DpokitError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if self.top_k < 0:
+            raise DpokitError(f"top_k must be >= 0 (got {self.top_k})", "use 0 to turn top-k off")
+        if self.repetition_penalty <= 0:
+            raise DpokitError(f"repetition_penalty must be > 0 (got {self.repetition_penalty})", "1.0 means no penalty")
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature == 0
+
+
+def generation_config(model, tokenizer, settings: SamplingSettings, num_return_sequences: int = 1):
+    """A fresh ``GenerationConfig``: the model's stop tokens, our sampling settings only.
+
+    Built from scratch rather than copied from the model so that a model's shipped
+    sampling defaults cannot silently change what the user asked for.
+    """
+    from transformers import GenerationConfig
+
+    model_gen = getattr(model, "generation_config", None)
+    eos = getattr(model_gen, "eos_token_id", None)
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+    if tokenizer.eos_token_id is not None:
+        eos_ids.add(tokenizer.eos_token_id)
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "num_return_sequences": num_return_sequences,
+        "eos_token_id": sorted(eos_ids) or None,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        "repetition_penalty": settings.repetition_penalty,
+    }
+    if settings.greedy:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    else:
+        kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
+    return GenerationConfig(**kwargs)
+
+
+def render_prompt_ids(tokenizer, messages: Sequence[Message]) -> list[int]:
+    """Token ids of a conversation ready for the assistant's reply.
+
+    With a chat template: the rendered text with the generation prompt, tokenised
+    without extra special tokens (the template already has them). Without one: the
+    turns' text joined by blank lines, with the tokenizer's own special tokens.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+    return tokenizer(text)["input_ids"]
+
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """``(input_ids [B, T], attention_mask [B, T])``, padded on the left to the longest row."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def model_device(model) -> "torch.device":
+    return next(model.parameters()).device
+
+
+def generate_candidates(
+    model,
+    tokenizer,
+    prompts: Sequence[Sequence[Message]],
+    settings: SamplingSettings,
+    *,
+    n: int = 1,
+    seed: Optional[int] = None,
+    batch_size: int = 8,
+    show_progress: bool = False,
+) -> list[list[str]]:
+    """``n`` answers for each prompt (``result[i][j]``: prompt i, candidate j).
+
+    Prompts are batched longest-first (less padding); the results come back in the
+    prompts' order. With a ``seed`` the same inputs give the same outputs.
+    """
+    import torch
+
+    if n < 1:
+        raise DpokitError(f"n must be >= 1 (got {n})")
+    if batch_size < 1:
+        raise DpokitError(f"batch_size must be >= 1 (got {batch_size})")
+    if not prompts:
+        return []
+    token_ids = [render_prompt_ids(tokenizer, p) for p in prompts]
+    order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
+    gen_cfg = generation_config(model, tokenizer, settings, num_return_sequences=n)
+    device = model_device(model)
+    if seed is not None:
+        torch.manual_seed(seed)  # seeds CUDA too
+    results: list[list[str]] = [[] for _ in prompts]
+    starts = range(0, len(order), batch_size)
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="generating", unit="batch")
+    for start in starts:
+        rows = order[start:start + batch_size]
+        input_ids, attention_mask = left_pad([token_ids[i] for i in rows], gen_cfg.pad_token_id)
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=gen_cfg
+            )
+        new_tokens = out[:, input_ids.shape[1]:].cpu()  # [len(rows) * n, new]
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        for k, row in enumerate(rows):
+            results[row] = [t.strip() for t in texts[k * n:(k + 1) * n]]
+    return results
+
+
+def generate_answers(
+    model,
+    tokenizer,
+    prompts: Sequence[Sequence[Message]],
+    *,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    do_sample: bool = False,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_p: float = DEFAULT_TOP_P,
+    top_k: int = DEFAULT_TOP_K,
+    repetition_penalty: float = 1.0,
+    seed: Optional[int] = None,
+    batch_size: int = 8,
+    show_progress: bool = False,
+) -> list[str]:
+    """One answer per prompt (greedy unless ``do_sample``), in the prompts' order."""
+    settings = SamplingSettings(
+        max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+        top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+    )
+    answers = generate_candidates(model, tokenizer, prompts, settings, seed=seed, batch_size=batch_size,
+                                  show_progress=show_progress)
+    return [a[0] for a in answers]
+
+
+# ---------------------------------------------------------------- prompt files
+
+_ROLE_NAMES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
+               "bot": "assistant", "model": "assistant", "system": "system"}
+_PROMPT_KEYS = ("prompt", "messages", "conversations", "question", "instruction", "query")
+_PREFERENCE_KEYS = ("chosen", "rejected", "completions", "responses", "response_0", "response_j")
+_TABLE_SUFFIXES = (".csv", ".parquet", ".arrow", ".tsv")
+
+
+@dataclass
+class PromptRecord:
+    messages: list[Message]
+    source: str
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DpokitError(f"{path}: not UTF-8 text (byte {err.start})", "save the prompts file as UTF-8") from None
+    except (OSError, EOFError) as err:
+        raise DpokitError(f"{path}: cannot read ({err})") from None
+
+
+def _messages(value: Any, where: str, field: str) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise DpokitError(f"{where}: field '{field}': expected a non-empty list of messages")
+    out = []
+    for i, msg in enumerate(value):
+        if not isinstance(msg, dict):
+            raise DpokitError(f"{where}: field '{field}[{i}]': expected a message object with role and content")
+        role = msg.get("role", msg.get("from"))
+        content = msg.get("content", msg.get("value"))
+        if str(role).lower() not in _ROLE_NAMES:
+            raise DpokitError(f"{where}: field '{field}[{i}]': unknown role '{role}'", "use system, user or assistant")
+        if not isinstance(content, str):
+            raise DpokitError(f"{where}: field '{field}[{i}].content': expected text")
+        out.append({"role": _ROLE_NAMES[str(role).lower()], "content": content})
+    # The model answers the last user turn: drop trailing assistant turns of a full conversation.
+    while out and out[-1]["role"] == "assistant":
+        out.pop()
+    if not out or out[-1]["role"] != "user":
+        raise DpokitError(f"{where}: field '{field}': no user message to answer")
+    return out
+
+
+def _record_prompt(record: Any, where: str) -> list[Message]:
+    if isinstance(record, str):
+        if not record.strip():
+            raise DpokitError(f"{where}: empty prompt")
+        return [{"role": "user", "content": record}]
+    if not isinstance(record, dict):
+        raise DpokitError(f"{where}: expected a JSON object or string, got {type(record).__name__}")
+    key = next((k for k in _PROMPT_KEYS if k in record), None)
+    if key is None:
+        raise DpokitError(f"{where}: no prompt field", f"give each record a 'prompt' (text or a list of messages)")
+    value = record[key]
+    if key == "instruction" and isinstance(record.get("input"), str) and record["input"].strip():
+        value = f"{value}\n\n{record['input']}"
+    if isinstance(value, str):
+        if not value.strip():
+            raise DpokitError(f"{where}: field '{key}': empty prompt")
+        messages = [{"role": "user", "content": value}]
+    else:
+        messages = _messages(value, where, key)
+    system = record.get("system")
+    if isinstance(system, str) and system.strip() and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def _parse_json_records(path: Path, text: str) -> list[tuple[Any, str]]:
+    """(record, where) for a JSON array file or a JSONL file."""
+    if text.lstrip().startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DpokitError(f"{location(path, err.lineno)}: invalid JSON ({err.msg})", "fix the file") from None
+        return [(rec, f"{path}: record {i + 1}") for i, rec in enumerate(data)]
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((json.loads(line), location(path, number)))
+        except json.JSONDecodeError as err:
+            raise DpokitError(
+                f"{location(path, number)}: invalid JSON ({err.msg}, column {err.colno})",
+                "each line must be one JSON object, e.g. {\"prompt\": \"...\"}; or use a plain .txt file, one prompt a line",
+            ) from None
+    return records
+
+
+def _is_preference_record(record: Any) -> bool:
+    return isinstance(record, dict) and any(k in record for k in _PREFERENCE_KEYS)
+
+
+def _prompts_from_preference_file(path: Path) -> list[PromptRecord]:
+    """The distinct prompts of a preference file, in file order (via the data loader)."""
+    from dpokit.data.load import load_preference_data
+
+    result = load_preference_data([str(path)])
+    seen: set[str] = set()
+    prompts = []
+    for pair in result.pairs:
+        key = json.dumps(pair.prompt, sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            prompts.append(PromptRecord([dict(m) for m in pair.prompt], pair.source))
+    return prompts
+
+
+def read_prompt_records(path: Union[str, Path]) -> list[PromptRecord]:
+    """Read prompts from a file (each with its ``file:line`` source).
+
+    Accepted: JSONL (or a JSON array) of records with ``prompt`` (text or a list of
+    messages; also ``messages``, ``instruction`` + ``input``, ``question``), an optional
+    ``system``; a plain text file with one prompt per line; or any preference file the
+    data loader reads (its distinct prompts are used). An empty file is an error.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DpokitError(f"{path}: prompts file not found", "check the path")
+    if path.is_dir() or path.suffix in _TABLE_SUFFIXES:
+        prompts = _prompts_from_preference_file(path)
+    else:
+        text = _read_text(path)
+        stripped = text.lstrip()
+        if not stripped:
+            raise DpokitError(f"{path}: prompts file is empty", "write one prompt per line, or JSONL with a 'prompt' field")
+        base_suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+        is_json = base_suffix in (".json", ".jsonl") or (stripped[0] in "{[" and base_suffix != ".txt")
+        if is_json:
+            records = _parse_json_records(path, text)
+            if any(_is_preference_record(rec) for rec, _ in records):
+                prompts = _prompts_from_preference_file(path)
+            else:
+                prompts = [PromptRecord(_record_prompt(rec, where), where) for rec, where in records]
+        else:
+            prompts = [
+                PromptRecord([{"role": "user", "content": line}], location(path, number))
+                for number, line in enumerate(text.splitlines(), start=1)
+                if line.strip()
+            ]
+    if not prompts:
+        raise DpokitError(f"{path}: no prompts found", "write one prompt per line, or JSONL with a 'prompt' field")
+    return prompts
+
+
+def with_system_prompt(messages: list[Message], system_prompt: Optional[str]) -> list[Message]:
+    """``messages`` with ``system_prompt`` in front, unless it already has a system message."""
+    if not system_prompt or (messages and messages[0]["role"] == "system"):
+        return list(messages)
+    return [{"role": "system", "content": system_prompt}] + list(messages)
+
+
+def read_prompts(path: Union[str, Path], system_prompt: Optional[str] = None) -> list[list[Message]]:
+    """The prompts of a file as message lists (see :func:`read_prompt_records`)."""
+    return [with_system_prompt(r.messages, system_prompt) for r in read_prompt_records(path)]
