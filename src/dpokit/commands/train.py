@@ -1,0 +1,45 @@
+"""`dpokit train CONFIG.yaml [key=value ...]`: run a training config (stage sft or dpo)."""
+
+from __future__ import annotations
+
+import sys
+
+from dpokit.config import load_config
+
+EPILOG = """examples:
+  dpokit train examples/quickstart.yaml
+  dpokit train examples/quickstart.yaml dpo.beta=0.2 training.max_steps=50 output.output_dir=runs/beta0.2
+  dpokit train runs/dpo/config.yaml training.resume_from_checkpoint=latest
+  accelerate launch -m dpokit.cli train examples/qwen2.5-7b-lora-dpo.yaml   # several GPUs
+"""
+
+
+def add_parser(sub, name: str, help_text: str) -> None:
+    import argparse
+
+    p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", nargs="?", help="a YAML config (default: built-in defaults: SmolLM2 + the demo set)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. dpo.beta=0.2 learning_rate=1e-5")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    config_path, overrides = args.config, list(args.overrides)
+    if config_path and "=" in config_path:  # only overrides were given
+        config_path, overrides = None, [config_path] + overrides
+    config = load_config(config_path, overrides)
+
+    from dpokit.metrics_log import METRICS_FILE, read_metrics
+    from dpokit.train import FINAL_DIR, train
+
+    run_dir = train(config, show_progress=not args.no_progress)
+    train_lines = [r for r in read_metrics(run_dir / METRICS_FILE) if "loss" in r]
+    if train_lines:
+        first, last = train_lines[0], train_lines[-1]
+        print(f"dpokit: step {last['step']}: loss {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f}",
+              file=sys.stderr)
+    print(f"dpokit: model saved in {run_dir / FINAL_DIR}", file=sys.stderr)
+    print(run_dir)
+    return 0
