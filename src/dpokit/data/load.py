@@ -114,6 +114,7 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
     pairs is held out by a seeded shuffle (same seed, same split; both parts keep file order);
     else there is no eval (None). After a split the train result keeps the load counts
     (records, dropped, errors) and the eval result's ``records`` is its number of pairs.
+    ``data.max_samples`` caps the train load and the eval files' load each (before a split).
     """
     options: dict[str, Any] = dict(
         format=data_cfg.format,
