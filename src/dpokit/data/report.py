@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 NUM_EXAMPLES = 3
 MAX_ERRORS_SHOWN = 10
+MAX_EXAMPLE_CHARS = 1500
+"""Text output shows at most this many characters of each example part (JSON has all)."""
 
 
 def length_summary(lengths: Sequence[int]) -> dict[str, float | int | None]:
@@ -119,6 +121,14 @@ def _indent(text: str, prefix: str = "    | ") -> str:
     return "\n".join(prefix + line for line in text.split("\n"))
 
 
+def _elide(text: str, limit: int = MAX_EXAMPLE_CHARS) -> str:
+    """Head and tail of a long text, with the cut marked (the tail is where a prompt ends)."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3):]
+    return f"{head}\n[... {len(text) - len(head) - len(tail)} characters not shown; --json has all ...]\n{tail}"
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The report as readable text."""
     settings, trunc = report["settings"], report["truncation"]
@@ -163,5 +173,5 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"\nexample {i} ({ex['source']}), as the model sees it:")
         for part in ("prompt", "chosen", "rejected"):
             lines.append(f"  [{part}, {ex['tokens'][part]} tokens]")
-            lines.append(_indent(ex[part]))
+            lines.append(_indent(_elide(ex[part])))
     return "\n".join(lines)
