@@ -47,45 +47,34 @@ def test_win_rate_counts_ties_as_half():
 # ----------------------------------------------------------------------------- prompts
 
 
-def test_load_prompts_formats(tmp_path):
+def test_load_prompts_formats_and_limit(tmp_path):
     txt = tmp_path / "p.txt"
-    txt.write_text("What is DPO?\n\n  Name a colour.  \n")
-    assert load_prompts(txt) == [[{"role": "user", "content": "What is DPO?"}],
-                                 [{"role": "user", "content": "Name a colour."}]]
+    txt.write_text("What is DPO?\n\n  Name a colour.\n")
+    prompts = load_prompts(txt, system_prompt="be brief")
+    assert [p[-1] for p in prompts] == [{"role": "user", "content": "What is DPO?"},
+                                        {"role": "user", "content": "  Name a colour."}]
+    assert all(p[0] == {"role": "system", "content": "be brief"} for p in prompts)
     jsonl = tmp_path / "p.jsonl"
-    records = [
-        "plain string",
-        {"prompt": "hi", "system": "be brief"},
-        {"messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
-                      {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]},
-        {"instruction": "Translate", "input": "bonjour"},
-        {"prompt": "x", "chosen": "c", "rejected": "r"},
-    ]
+    records = [{"prompt": "hi"}, {"messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"},
+                                               {"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]},
+               {"prompt": "third"}]
     jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    prompts = load_prompts(jsonl)
-    assert prompts[0] == [{"role": "user", "content": "plain string"}]
-    assert prompts[1] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
-    assert [m["content"] for m in prompts[2]] == ["q1", "a1", "q2"]
-    assert prompts[3] == [{"role": "user", "content": "Translate\n\nbonjour"}]
-    assert prompts[4] == [{"role": "user", "content": "x"}]
-    assert len(load_prompts(jsonl, limit=2)) == 2
+    prompts = load_prompts(jsonl, limit=2)
+    assert len(prompts) == 2
+    assert [m["content"] for m in prompts[1]] == ["q1", "a1", "q2"]  # the answer to compare is the last turn's
 
 
 def test_load_prompts_errors(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
-    with pytest.raises(DpokitError, match="no prompts in the file"):
+    with pytest.raises(DpokitError, match="empty"):
         load_prompts(empty)
-    with pytest.raises(DpokitError, match="file not found"):
+    with pytest.raises(DpokitError, match="not found"):
         load_prompts(tmp_path / "missing.txt")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "ok"}\n{"answer": "no prompt"}\n')
     with pytest.raises(DpokitError, match=r"bad.jsonl:2: no prompt field"):
         load_prompts(bad)
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"prompt": "ok"}\n{"prompt": \n')
-    with pytest.raises(DpokitError, match=r"broken.jsonl:2: invalid JSON"):
-        load_prompts(broken)
 
 
 # ----------------------------------------------------------------------------- a plain fake judge
@@ -125,7 +114,7 @@ def test_judge_answers_counts_wins_losses_ties():
 
 
 def fake_generate(answers: dict):
-    def generate(ref, prompts, sampling):
+    def generate(ref, prompts, sampling, **load_options):
         return [answers[ref](p[-1]["content"]) for p in prompts]
     return generate
 
@@ -309,7 +298,7 @@ def test_cli_errors_empty_prompts_and_bad_judge(tmp_path, capsys):
     empty.write_text("")
     assert main(["compare", "a", "b", "--prompts", str(empty)]) == 2
     err = capsys.readouterr().err
-    assert "no prompts in the file" in err and "Traceback" not in err
+    assert "empty.jsonl" in err and "empty" in err and "Traceback" not in err
     prompts = tmp_path / "p.txt"
     prompts.write_text("hello\n")
     assert main(["compare", "a", "b", "--prompts", str(prompts), "--judge", "gpt4"]) == 2
@@ -455,3 +444,24 @@ def test_dpo_judge_with_a_separate_reference_model(tiny_lora_run, tiny_model_dir
         make_judge(f"dpo:{run}")
     with pytest.raises(DpokitError, match="not a dpokit run dir"):
         make_judge(f"dpo:{tiny_model_dir}")
+
+
+def test_cli_real_models_with_dpo_judge(tiny_model_dir, tiny_lora_run, tmp_path, capsys):
+    """Tiny base vs the tiny LoRA run, really generated, judged by the run's implicit reward."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("What is 2+2?\nName a colour.\nSay hello.\n")
+    out = tmp_path / "report.html"
+    code = main(["compare", tiny_model_dir, str(tiny_lora_run), "--prompts", str(prompts),
+                 "--judge", f"dpo:{tiny_lora_run}", "--max-new-tokens", "4", "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    data = json.loads(captured.out)
+    summary = data["summary"]
+    assert summary["wins"] + summary["losses"] + summary["ties"] + summary["invalid"] == 3
+    assert data["sampling"]["do_sample"] is False and data["sampling"]["max_new_tokens"] == 4
+    for row in data["rows"]:
+        assert isinstance(row["answer_a"], str) and isinstance(row["answer_b"], str)
+        if row["answer_a"] != row["answer_b"]:
+            expected = "A" if row["score_a"] > row["score_b"] else "B" if row["score_b"] > row["score_a"] else "tie"
+            assert row["winner"] == expected
+    assert out.read_text().count('class="item"') == 3

@@ -16,114 +16,35 @@ import gc
 import html
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-from dpokit.data.types import ROLES, Message
-from dpokit.errors import DpokitError
+from dpokit.data.types import Message
 from dpokit.judges import A, B, TIE, Judge, Judgement
 from dpokit.plot import write_atomic
 
 Z_95 = 1.959963984540054
 """Two-sided 95% quantile of the standard normal."""
 
-PROMPT_FIELDS = ("prompt", "messages", "conversations", "instruction", "question", "query", "input", "text")
-
 
 # ----------------------------------------------------------------------------- prompts
 
 
-def _messages_from(value: Any, where: str) -> list[Message]:
-    """A prompt value (a string or a list of chat messages) as messages ending in a user turn."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise DpokitError(f"{where}: empty prompt", "remove the record or give it a prompt")
-        return [{"role": "user", "content": value}]
-    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
-        messages = []
-        for number, message in enumerate(value, start=1):
-            role = message.get("role", message.get("from"))
-            content = message.get("content", message.get("value"))
-            role = {"human": "user", "gpt": "assistant"}.get(role, role)
-            if role not in ROLES or not isinstance(content, str):
-                raise DpokitError(
-                    f"{where}: message {number}: expected {{'role': system|user|assistant, 'content': text}}",
-                    "fix the message or give the prompt as plain text",
-                )
-            messages.append({"role": role, "content": content})
-        while messages and messages[-1]["role"] == "assistant":  # a full conversation: keep its prompt
-            messages.pop()
-        if messages and messages[-1]["role"] == "user":
-            return messages
-    raise DpokitError(f"{where}: a prompt must be text or a list of chat messages ending with a user turn")
+def load_prompts(path: Union[str, Path], limit: Optional[int] = None,
+                 system_prompt: Optional[str] = None) -> list[list[Message]]:
+    """The prompts to compare on, read as ``dpokit generate`` reads them (the first ``limit``).
 
-
-def _prompt_from_record(record: Any, where: str) -> list[Message]:
-    if isinstance(record, str):
-        return _messages_from(record, where)
-    if not isinstance(record, dict):
-        raise DpokitError(f"{where}: expected a string or an object, got {type(record).__name__}")
-    for name in PROMPT_FIELDS:
-        if name in record:
-            value = record[name]
-            if name == "instruction" and record.get("input"):
-                value = f"{value}\n\n{record['input']}"
-            messages = _messages_from(value, f"{where}: field '{name}'")
-            system = record.get("system")
-            if isinstance(system, str) and system and messages[0]["role"] != "system":
-                messages.insert(0, {"role": "system", "content": system})
-            return messages
-    raise DpokitError(
-        f"{where}: no prompt field (looked for {', '.join(PROMPT_FIELDS)})",
-        "give each record a 'prompt' (text or chat messages)",
-    )
-
-
-def load_prompts(path: Union[str, Path], limit: Optional[int] = None) -> list[list[Message]]:
-    """Read prompts: ``.txt`` (one per non-blank line), ``.jsonl`` or ``.json`` (a list).
-
-    JSON records may be strings or objects with a ``prompt`` (text or chat messages),
-    ``messages`` (trailing assistant turns are dropped), ``instruction`` [+ ``input``] or
-    ``question`` field, and an optional ``system``. Preference files work too (their
-    ``prompt`` is used). Raises :class:`DpokitError` for a missing or empty file or a bad record.
+    Accepted: a ``.txt`` file (one prompt per line), JSONL/JSON records with ``prompt``
+    (text or messages), ``messages``, ``instruction`` [+ ``input``] or ``question``, or any
+    preference file (its distinct prompts). A missing or empty file is a :class:`DpokitError`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DpokitError(f"--prompts {path}: file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DpokitError(f"--prompts {path}: not UTF-8 text") from None
-    prompts: list[list[Message]] = []
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        try:
-            records = json.loads(text) if text.strip() else []
-        except json.JSONDecodeError as err:
-            raise DpokitError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
-        if isinstance(records, dict) and isinstance(records.get("prompts"), list):
-            records = records["prompts"]
-        if not isinstance(records, list):
-            raise DpokitError(f"{path}: expected a JSON list of prompts")
-        prompts = [_prompt_from_record(r, f"{path}: record {i}") for i, r in enumerate(records, start=1)]
-    elif suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DpokitError(f"{path}:{number}: invalid JSON ({err.msg})", "one JSON value per line") from None
-            prompts.append(_prompt_from_record(record, f"{path}:{number}"))
-    else:
-        prompts = [[{"role": "user", "content": line.strip()}] for line in text.splitlines() if line.strip()]
-    if not prompts:
-        raise DpokitError(
-            f"--prompts {path}: no prompts in the file",
-            "write one prompt per line (.txt), or JSON lines with a 'prompt' field (.jsonl)",
-        )
+    from dpokit.generate import read_prompts
+
+    prompts = read_prompts(path, system_prompt)
     return prompts[:limit] if limit else prompts
 
 
@@ -227,14 +148,17 @@ def judge_answers(prompts: Sequence[list[Message]], answers_a: Sequence[str], an
     return judgements, counts
 
 
-def generate_with(ref: str, prompts: Sequence[list[Message]], sampling: dict[str, Any]) -> list[str]:
+def generate_with(ref: str, prompts: Sequence[list[Message]], sampling: dict[str, Any], *,
+                  dtype: Optional[str] = None, progress: bool = False) -> list[str]:
     """Load ``ref`` (a run, model dir or name), answer every prompt, then free the model."""
     from dpokit.generate import generate_answers
     from dpokit.runs import load_for_inference
 
-    model, tokenizer, _ = load_for_inference(ref)
+    model, tokenizer, info = load_for_inference(ref, dtype=dtype)
+    if progress:
+        print(f"dpokit: answering {len(prompts)} prompts with {info.describe()}", file=sys.stderr)
     try:
-        return generate_answers(model, tokenizer, list(prompts), **sampling)
+        return generate_answers(model, tokenizer, list(prompts), show_progress=progress, **sampling)
     finally:
         del model
         gc.collect()
@@ -248,20 +172,24 @@ def generate_with(ref: str, prompts: Sequence[list[Message]], sampling: dict[str
 
 
 def compare(model_a: str, model_b: str, prompts: Sequence[list[Message]], judge: Optional[Judge] = None,
-            sampling: Optional[dict[str, Any]] = None,
+            sampling: Optional[dict[str, Any]] = None, *, dtype: Optional[str] = None, progress: bool = False,
             generate: Optional[Callable[[str, Sequence[list[Message]], dict[str, Any]], list[str]]] = None,
             ) -> CompareResult:
     """Answers of A, then of B (one model in memory at a time), then the judge's verdicts.
 
-    ``generate(ref, prompts, sampling) -> answers`` defaults to :func:`generate_with`.
+    ``sampling`` holds :func:`dpokit.generate.generate_answers`' keyword arguments
+    (``max_new_tokens``, ``do_sample``, ``temperature``, ...; greedy when empty).
+    ``generate(ref, prompts, sampling) -> answers`` replaces :func:`generate_with` (tests).
     """
     sampling = dict(sampling or {})
-    generate = generate or generate_with
+    generate = generate or partial(generate_with, dtype=dtype, progress=progress)
     answers_a = generate(model_a, prompts, sampling)
     answers_b = generate(model_b, prompts, sampling)
     rows = [CompareRow(p, a, b) for p, a, b in zip(prompts, answers_a, answers_b)]
     result = CompareResult(str(model_a), str(model_b), rows, sampling=sampling)
     if judge is not None:
+        if progress:
+            print(f"dpokit: judging with {judge.name}", file=sys.stderr)
         judgements, result.win_rate = judge_answers(prompts, answers_a, answers_b, judge)
         result.judge = judge.name
         for row, judgement in zip(rows, judgements):
