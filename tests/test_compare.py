@@ -325,6 +325,20 @@ def test_cli_end_to_end_with_stub_judge(tmp_path, stub_server, monkeypatch, caps
     assert "GOOD &lt;i&gt;answer&lt;/i&gt;" in page and "83.3%" in page
 
 
+def test_judge_failure_after_generation_keeps_the_answers(tmp_path, stub_server, monkeypatch, capsys):
+    monkeypatch.setattr(compare_mod, "generate_with", fake_generate({"a": lambda q: "one", "b": lambda q: "two"}))
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("hello\n")
+    out = tmp_path / "report.html"
+    wrong_path = stub_server.url.removesuffix("/v1") + "/api#m"  # reachable, but every request is a 404
+    code = main(["compare", "a", "b", "--prompts", str(prompts), "--judge", f"openai:{wrong_path}", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"judging failed (the answers are in {out})" in err and "HTTP 404" in err
+    page = out.read_text()
+    assert "Judging failed" in page and "<pre>one</pre>" in page and "<pre>two</pre>" in page
+
+
 # ----------------------------------------------------------------------------- reward model judge
 
 

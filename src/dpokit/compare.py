@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from dpokit.data.types import Message
+from dpokit.errors import DpokitError
 from dpokit.judges import A, B, TIE, Judge, Judgement
 from dpokit.plot import write_atomic
 
@@ -107,6 +108,8 @@ class CompareResult:
     judge: Optional[str] = None
     win_rate: Optional[WinRate] = None
     sampling: dict[str, Any] = field(default_factory=dict)
+    judge_error: Optional[str] = None
+    """Set when judging failed after the answers were generated (the answers are kept)."""
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
     def to_json(self) -> dict[str, Any]:
@@ -116,7 +119,7 @@ class CompareResult:
             summary["n"] = self.win_rate.n
             summary["ci95"] = list(self.win_rate.ci95) if self.win_rate.ci95 else None
         return {
-            "model_a": self.model_a, "model_b": self.model_b, "judge": self.judge,
+            "model_a": self.model_a, "model_b": self.model_b, "judge": self.judge, "judge_error": self.judge_error,
             "sampling": self.sampling, "created": self.created, "summary": summary,
             "rows": [
                 {"prompt": r.prompt, "answer_a": r.answer_a, "answer_b": r.answer_b,
@@ -190,8 +193,12 @@ def compare(model_a: str, model_b: str, prompts: Sequence[list[Message]], judge:
     if judge is not None:
         if progress:
             print(f"dpokit: judging with {judge.name}", file=sys.stderr)
-        judgements, result.win_rate = judge_answers(prompts, answers_a, answers_b, judge)
         result.judge = judge.name
+        try:
+            judgements, result.win_rate = judge_answers(prompts, answers_a, answers_b, judge)
+        except DpokitError as err:  # minutes of generation are not thrown away for a judge outage
+            result.judge_error = str(err)
+            return result
         for row, judgement in zip(rows, judgements):
             row.judgement = judgement
     return result
@@ -207,6 +214,8 @@ def _percent(value: Optional[float]) -> str:
 def summary_line(result: CompareResult) -> str:
     """``B vs A: 7 wins, 2 losses, 1 tie (n=10): win rate 75.0% [95% CI 46.8%, 91.1%]``."""
     w = result.win_rate
+    if result.judge_error:
+        return f"{len(result.rows)} prompts answered; judging failed: {result.judge_error}"
     if w is None:
         return f"{len(result.rows)} prompts answered (no judge: side by side only)"
     line = f"B vs A: {w.wins} wins, {w.losses} losses, {w.ties} ties (n={w.n})"
@@ -280,6 +289,8 @@ def render_html(result: CompareResult) -> str:
         f"<tr><td>created</td><td>{e(result.created)}</td></tr>",
         "</table>",
     ]
+    if result.judge_error:
+        parts.append(f'<div class="summary"><b>Judging failed:</b> <pre>{e(result.judge_error)}</pre></div>')
     w = result.win_rate
     if w is not None:
         interval = f"{_percent(w.ci95[0])} to {_percent(w.ci95[1])}" if w.ci95 else "-"
@@ -300,8 +311,8 @@ def render_html(result: CompareResult) -> str:
         )
         parts += [
             f'<div class="item" id="p{number}"><div class="prompt"><b>#{number}</b>{turns}</div><div class="pair">',
-            f'<div class="{_answer_class(row.judgement, A)}"><h3>A</h3><pre>{e(row.answer_a)}</pre></div>',
-            f'<div class="{_answer_class(row.judgement, B)}"><h3>B</h3><pre>{e(row.answer_b)}</pre></div>',
+            f'<div class="{_answer_class(row.judgement, A)}"><h3>A <span class="muted">{e(result.model_a)}</span></h3><pre>{e(row.answer_a)}</pre></div>',
+            f'<div class="{_answer_class(row.judgement, B)}"><h3>B <span class="muted">{e(result.model_b)}</span></h3><pre>{e(row.answer_b)}</pre></div>',
             "</div>",
         ]
         if row.judgement is not None:

@@ -69,4 +69,7 @@ def run(args) -> int:
         print(summary_line(result))
     else:
         print(format_text(result))
+    if result.judge_error:
+        kept = f"the answers are in {args.out}" if args.out else "the answers are printed above"
+        raise DpokitError(f"judging failed ({kept}): {result.judge_error}")
     return 0
