@@ -120,8 +120,11 @@ class RewardModelJudge(ScoreJudge):
             model, info = AutoModelForSequenceClassification.from_pretrained(str(self.path), output_loading_info=True)
         except (ValueError, OSError) as err:
             raise DpokitError(f"--judge {self.name}: cannot load as a reward model ({str(err).splitlines()[0]})") from None
-        if info.get("missing_keys"):
-            missing = ", ".join(sorted(info["missing_keys"])[:3])
+        # A causal LM loads too, with a freshly initialised (random) head: refuse that.
+        head_missing = sorted(k for k in info.get("missing_keys") or ()
+                              if {"score", "classifier"} & set(k.split(".")))
+        if head_missing:
+            missing = ", ".join(head_missing[:3])
             raise DpokitError(
                 f"--judge {self.name}: not a reward model: its weights lack the scoring head ({missing})",
                 "pass a model trained for sequence classification (a reward model), not a causal LM",
