@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 import yaml
@@ -172,9 +171,15 @@ def test_sparse_run_dir_and_errors(tmp_path):
         render_model_card(run_dir)
 
 
-def test_split_data_reports(tmp_path):
+@pytest.mark.parametrize("shape", ["nested", "per_split"])
+def test_eval_data_report(tmp_path, shape):
+    """The trainer nests the eval data's report under "eval"; a per-split dict works too."""
     run_dir = _make_run(tmp_path, with_plots=False)
-    (run_dir / "data_report.json").write_text(json.dumps({"train": DATA_REPORT, "eval": {**DATA_REPORT, "pairs": 12}}))
+    eval_report = {**DATA_REPORT, "pairs": 12}
+    report = {**DATA_REPORT, "eval": eval_report} if shape == "nested" else {"train": DATA_REPORT, "eval": eval_report}
+    (run_dir / "data_report.json").write_text(json.dumps(report))
     card = render_model_card(run_dir)
-    assert "### train" in card and "### eval" in card
-    shutil.rmtree(run_dir)
+    train_part = card.split("### train")[1].split("### eval")[0]
+    eval_part = card.split("### eval")[1].split("\n## ")[0]
+    assert _table_value(train_part, "pairs found") == "124"
+    assert _table_value(eval_part, "pairs found") == "12"

@@ -159,12 +159,16 @@ def _summary(run_dir: Path, run: dict, config: Optional[dict], adapter: bool) ->
 
 
 def _data_reports(report: Any) -> list[tuple[str, dict]]:
-    """(title, report) pairs: one report, or one per split (``{"train": {...}, "eval": {...}}``)."""
+    """(title, report) pairs: the train report and, nested under ``eval``, the eval data's
+    (the trainer's shape), or one report per split (``{"train": {...}, "eval": {...}}``)."""
     if not isinstance(report, dict):
         return []
-    if "pairs" in report or "records" in report:
+    is_report = lambda value: isinstance(value, dict) and ("pairs" in value or "records" in value)  # noqa: E731
+    if is_report(report):
+        if is_report(report.get("eval")):
+            return [("train", report), ("eval", report["eval"])]
         return [("", report)]
-    return [(str(name), sub) for name, sub in report.items() if isinstance(sub, dict) and ("pairs" in sub or "records" in sub)]
+    return [(str(name), sub) for name, sub in report.items() if is_report(sub)]
 
 
 def _data_rows(report: dict) -> list[tuple[str, Any]]:
