@@ -114,7 +114,8 @@ def orpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Option
     ``p = exp(m)``. ORPO's full objective adds the chosen answer's NLL, which
     :func:`dpokit.objective.dpo_batch_loss` does. Rewards are ``beta * m``.
     """
-    chosen, rejected = policy_chosen.float(), policy_rejected.float()
+    wide = torch.promote_types(policy_chosen.dtype, torch.float32)  # log1mexp is ill-conditioned in half precision
+    chosen, rejected = policy_chosen.to(wide), policy_rejected.to(wide)
     log_odds = (chosen - rejected) - (_log1mexp(chosen) - _log1mexp(rejected))
     losses = -cfg.beta * F.logsigmoid(log_odds)
     return losses, cfg.beta * chosen.detach(), cfg.beta * rejected.detach()
