@@ -1,0 +1,188 @@
+"""Reference modes (precompute + cache, adapter, separate model, none) and SFT -> DPO, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dpokit import reference
+from dpokit.config import build_config
+from dpokit.data.tokenize import TokenizedPair
+from test_train import LN2, home, pairs_file, tiny_config, train_lines  # noqa: F401  (fixtures)
+
+
+def _train(config):
+    from dpokit.train import train
+
+    return train(config, show_progress=False)
+
+
+# ---------------------------------------------------------------- cache keys and files
+
+
+def _pairs(*ids):
+    return [TokenizedPair([1, 2], [i], [i + 1]) for i in ids]
+
+
+def test_data_fingerprint_follows_every_token_id_and_the_order():
+    base = reference.data_fingerprint(_pairs(5, 7))
+    assert reference.data_fingerprint(_pairs(5, 7)) == base
+    assert reference.data_fingerprint(_pairs(7, 5)) != base
+    assert reference.data_fingerprint(_pairs(5, 8)) != base
+    # Moving a token from the prompt to the answer changes the key too.
+    moved = [TokenizedPair([1], [2, 5], [6]), TokenizedPair([1, 2], [7], [8])]
+    assert reference.data_fingerprint(moved) != base
+
+
+def test_model_fingerprint_changes_when_weights_are_rewritten(tmp_path, tiny_model_dir):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    first = reference.model_fingerprint(str(model))
+    assert first == reference.model_fingerprint(str(model))
+    assert first["model"] == str(model.resolve())
+    weights = model / "model.safetensors"
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert reference.model_fingerprint(str(model)) != first
+
+
+def test_cache_key_covers_tokenisation_settings_and_dtype(tiny_model_dir):
+    examples = _pairs(5, 7)
+    config = build_config({"model": {"name_or_path": tiny_model_dir}})
+    key = reference.cache_key(reference.cache_key_parts(config, tiny_model_dir, examples, "no"))
+    for override in ("data.max_length=512", "data.max_prompt_length=100", "data.system_prompt=Hi", "model.dtype=bfloat16"):
+        other = build_config({"model": {"name_or_path": tiny_model_dir}}, [override])
+        assert reference.cache_key(reference.cache_key_parts(other, tiny_model_dir, examples, "no")) != key, override
+    assert reference.cache_key(reference.cache_key_parts(config, tiny_model_dir, examples, "bf16")) != key
+    beta = build_config({"model": {"name_or_path": tiny_model_dir}}, ["dpo.beta=0.5", "training.learning_rate=1"])
+    assert reference.cache_key(reference.cache_key_parts(beta, tiny_model_dir, examples, "no")) == key
+
+
+def test_cache_round_trip_and_damaged_files_are_recomputed(home):
+    values = reference.ReferenceLogps(torch.tensor([-1.5, -2.0]), torch.tensor([-3.0, -4.25]))
+    path = reference.save_cached("k1", values, {"what": "test"})
+    assert path.parent == Path(home) / "refcache"
+    loaded = reference.load_cached("k1", 2)
+    assert torch.equal(loaded.chosen, values.chosen) and torch.equal(loaded.rejected, values.rejected)
+    assert reference.load_cached("k1", 3) is None  # the wrong number of pairs is never trusted
+    assert reference.load_cached("missing", 2) is None
+    path.write_bytes(b"not safetensors")
+    assert reference.load_cached("k1", 2) is None
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+# ---------------------------------------------------------------- precompute: cached, reused, invalidated
+
+
+def test_precompute_is_reused_by_a_beta_sweep_and_missed_when_max_length_changes(
+        tmp_path, tiny_model_dir, pairs_file, home, monkeypatch):
+    computed = []
+    real = reference.compute_reference_logps
+
+    def counting(*args, **kwargs):
+        computed.append(len(args[2]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reference, "compute_reference_logps", counting)
+    short = ["training.max_steps=1"]
+    first = _train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "beta0.1", short))
+    assert computed == [12]
+    assert len(list((Path(home) / "refcache").glob("*.safetensors"))) == 1
+    second = _train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "beta0.5", short + ["dpo.beta=0.5"]))
+    assert computed == [12]  # cache hit: nothing recomputed
+    assert train_lines(first)[0]["logps/chosen"] == train_lines(second)[0]["logps/chosen"]
+    assert train_lines(second)[0]["loss"] == pytest.approx(LN2, abs=1e-5)
+    _train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "len48", short + ["data.max_length=48"]))
+    assert computed == [12, 12]  # new tokenisation settings: a miss
+    assert len(list((Path(home) / "refcache").glob("*.safetensors"))) == 2
+    described = [json.loads(p.read_text()) for p in (Path(home) / "refcache").glob("*.json")]
+    assert sorted(d["tokenization"]["max_length"] for d in described) == [48, 64]
+    assert all(d["model"] == str(Path(tiny_model_dir).resolve()) for d in described)
+
+
+# ---------------------------------------------------------------- the other modes
+
+
+def test_adapter_mode_matches_precompute(tmp_path, tiny_model_dir, pairs_file, home):
+    steps = ["training.max_steps=3"]
+    pre = train_lines(_train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "pre", steps)))
+    ada = train_lines(_train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "ada", steps + ["dpo.reference=adapter"])))
+    assert json.loads((tmp_path / "ada" / "run.json").read_text())["reference"] == "adapter"
+    assert ada[0]["loss"] == pytest.approx(LN2, abs=1e-5)
+    for a, b in zip(pre, ada):
+        for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), (a["step"], key)
+    assert ada[-1]["rewards/margins"] != 0.0
+
+
+def test_separate_reference_model_is_used_frozen(tmp_path, tiny_model_dir, pairs_file, home, tiny_lora_run):
+    # Same weights as the policy's start: the loss starts at ln 2.
+    same = train_lines(_train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "same", [
+        "training.max_steps=2", f"dpo.reference={tiny_model_dir}"])))
+    assert same[0]["loss"] == pytest.approx(LN2, abs=1e-5)
+    meta = json.loads((tmp_path / "same" / "run.json").read_text())
+    assert meta["reference"] == {"model": tiny_model_dir}
+    # A different reference (a run whose adapter really changes the outputs): rewards start non-zero,
+    # and with no learning at all they stay exactly where they started (the reference is frozen).
+    other = train_lines(_train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "other", [
+        "training.max_steps=2", f"dpo.reference={tiny_lora_run}", "training.learning_rate=1e-30",
+        "training.per_device_train_batch_size=12"])))
+    assert abs(other[0]["rewards/margins"]) > 1e-3
+    assert other[1]["rewards/margins"] == pytest.approx(other[0]["rewards/margins"], abs=1e-6)
+    assert not (Path(home) / "refcache").exists()
+
+
+def test_reference_free_simpo_needs_no_reference(tmp_path, tiny_model_dir, pairs_file, home):
+    lines = train_lines(_train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "simpo", [
+        "training.max_steps=2", "dpo.loss_type=simpo", "dpo.reference=none", "dpo.beta=2.0"])))
+    assert len(lines) == 2 and all("rewards/margins" in r for r in lines)
+    assert lines[0]["loss"] != pytest.approx(LN2, abs=1e-3)  # SimPO's margin term: not DPO's ln 2 start
+    assert not (Path(home) / "refcache").exists()
+
+
+# ---------------------------------------------------------------- SFT, then DPO on top
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def test_dpo_on_an_sft_lora_run_merges_it_first(tmp_path, tiny_model_dir, pairs_file, home):
+    from transformers import AutoModelForCausalLM
+
+    from dpokit.runs import load_for_inference
+
+    sft_dir = _train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "sft", [
+        "stage=sft", "training.max_steps=3", "training.learning_rate=5e-2"]))
+    dpo_dir = _train(tiny_config(sft_dir, pairs_file, tmp_path / "dpo", ["training.max_steps=2"]))
+
+    merged = Path(json.loads((dpo_dir / "run.json").read_text())["base_model"])
+    assert merged.parent == Path(home) / "merged" and (merged / "config.json").is_file()
+    ids = torch.tensor([[1, 520, 33, 7, 900, 12]])
+    merged_model = AutoModelForCausalLM.from_pretrained(merged)
+    sft_model, _, _ = load_for_inference(sft_dir, device="cpu")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.testing.assert_close(_logits(merged_model, ids), _logits(sft_model, ids), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(_logits(merged_model, ids), _logits(base, ids), atol=1e-3)
+
+    # The reference is the SFT model (policy == reference at step 1) and the cache is keyed by the merged dir.
+    lines = train_lines(dpo_dir)
+    assert lines[0]["loss"] == pytest.approx(LN2, abs=1e-5)
+    described = [json.loads(p.read_text()) for p in (Path(home) / "refcache").glob("*.json")]
+    assert [d["model"] for d in described] == [str(merged.resolve())]
+    # The new adapter sits on the merged model; a second DPO run reuses the merge.
+    adapter_cfg = json.loads((dpo_dir / "final" / "adapter_config.json").read_text())
+    assert Path(adapter_cfg["base_model_name_or_path"]) == merged
+    stamp = (merged / "model.safetensors").stat().st_mtime_ns
+    time.sleep(0.01)
+    again = _train(tiny_config(sft_dir, pairs_file, tmp_path / "dpo2", ["training.max_steps=1", "dpo.beta=0.3"]))
+    assert json.loads((again / "run.json").read_text())["base_model"] == str(merged)
+    assert (merged / "model.safetensors").stat().st_mtime_ns == stamp
