@@ -269,6 +269,8 @@ def score_pairs(
     adapter switched off. Returns per-pair lists in the order of ``examples`` (length N):
     ``chosen``, ``rejected`` (float) and ``chosen_tokens``, ``rejected_tokens`` (int).
     """
+    from contextlib import nullcontext
+
     import torch
     from tqdm.auto import tqdm
 
@@ -276,19 +278,23 @@ def score_pairs(
     from dpokit.objective import policy_logps
     from dpokit.reference import disabled_adapter
 
+    def padded_length(i: int) -> int:
+        ex = examples[i]
+        return len(ex.prompt_ids) + max(len(ex.chosen_ids), len(ex.rejected_ids))
+
     n = len(examples)
-    order = sorted(range(n), key=lambda i: -(len(examples[i].prompt_ids) + max(len(examples[i].chosen_ids), len(examples[i].rejected_ids))))
+    order = sorted(range(n), key=padded_length, reverse=True)
+    batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
     out: dict[str, list] = {key: [None] * n for key in ("chosen", "rejected", "chosen_tokens", "rejected_tokens")}
     device = _model_device(model)
     was_training = model.training
     model.eval()
-    batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
     try:
-        with torch.inference_mode(), disabled_adapter(model) if adapter_disabled else _no_context():
+        with torch.inference_mode(), disabled_adapter(model) if adapter_disabled else nullcontext():
             for indices in tqdm(batches, desc=progress, disable=True if progress is None else None, leave=False):
                 batch = collate_preference([examples[i] for i in indices], pad_token_id)
                 batch = {key: value.to(device) for key, value in batch.items()}
-                logps = policy_logps(model, batch, chunk_size)
+                logps = policy_logps(model, batch, chunk_size)  # each [B]
                 columns = zip(logps.chosen.tolist(), logps.rejected.tolist(),
                               logps.chosen_counts.tolist(), logps.rejected_counts.tolist())
                 for i, (c, r, nc, nr) in zip(indices, columns):
@@ -297,12 +303,6 @@ def score_pairs(
     finally:
         model.train(was_training)
     return out
-
-
-def _no_context():
-    from contextlib import nullcontext
-
-    return nullcontext()
 
 
 def _check_adapter(model) -> None:
@@ -466,12 +466,12 @@ def _same_tokenizer(policy_tokenizer, ref_tokenizer) -> bool:
     return policy_tokenizer.get_vocab() == ref_tokenizer.get_vocab()
 
 
-def _free(model) -> None:
+def _release_memory() -> None:
+    """Give freed model weights back (call after dropping the last reference to a model)."""
     import gc
 
     import torch
 
-    del model
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -544,8 +544,8 @@ def evaluate_ref(
         ref_scores = score_pairs(model, examples, pad, adapter_disabled=True,
                                  progress="reference" if progress else None, **options)
     elif ref_spec is not None:
-        _free(model)
-        model = None
+        model = None  # the policy's scores are in; make room for the reference
+        _release_memory()
         ref_model, ref_tokenizer, _ = load_for_inference(ref_spec, dtype=dtype)
         if not _same_tokenizer(tokenizer, ref_tokenizer):
             raise DpokitError(
@@ -553,7 +553,8 @@ def evaluate_ref(
                 "use a reference from the same model family (same vocabulary), e.g. the base model",
             )
         ref_scores = score_pairs(ref_model, examples, pad, progress="reference" if progress else None, **options)
-        _free(ref_model)
+        ref_model = None
+        _release_memory()
     result = build_result(examples, stats, policy, ref_scores, beta=beta, by=by)
     result["model"] = str(ref)
     result["reference"] = _describe_reference(ref_spec, info)
