@@ -249,7 +249,8 @@ def load_checkpoint(accelerator: "Accelerator", checkpoint: Path, model, optimiz
 
         unwrapped = accelerator.unwrap_model(model)
         _load_trainable_weights(unwrapped, checkpoint, isinstance(unwrapped, PeftModel))
-        optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, map_location=accelerator.device, weights_only=True))
+        # Loaded on CPU: load_state_dict moves each state tensor to its parameter's device.
+        optimizer.load_state_dict(torch.load(checkpoint / OPTIMIZER_FILE, map_location="cpu", weights_only=True))
     scheduler.load_state_dict(torch.load(checkpoint / SCHEDULER_FILE, weights_only=True))
     rng_file = checkpoint / f"rng_state_{accelerator.process_index}.pth"
     if not rng_file.is_file():

@@ -300,6 +300,9 @@ def build_policy(config: Config, base_path: str, accelerator: "Accelerator"):
     if config.model.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora.enabled:
+        from accelerate.utils import set_seed
+
+        set_seed(config.training.seed)  # the adapter's initial weights depend on the seed alone (as in TRL)
         model = apply_lora(model, config.lora, quantised=quantised)
     if not quantised:
         model.to(accelerator.device)

@@ -34,7 +34,16 @@ def run(args) -> int:
     from dpokit.metrics_log import METRICS_FILE, read_metrics
     from dpokit.train import FINAL_DIR, train
 
+    if args.no_progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     run_dir = train(config, show_progress=not args.no_progress)
+
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
+        return 0
     train_lines = [r for r in read_metrics(run_dir / METRICS_FILE) if "loss" in r]
     if train_lines:
         first, last = train_lines[0], train_lines[-1]
