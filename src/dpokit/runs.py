@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -337,7 +338,9 @@ def load_for_inference(ref: Union[str, Path], *, dtype: Any = None, device: Any 
         from peft import PeftModel
 
         try:
-            model = PeftModel.from_pretrained(model, str(info.adapter_dir), is_trainable=False)
+            with warnings.catch_warnings():  # a deprecation notice from inside transformers/peft
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                model = PeftModel.from_pretrained(model, str(info.adapter_dir), is_trainable=False)
         except (ValueError, OSError, RuntimeError, KeyError) as err:
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise DpokitError(
