@@ -34,6 +34,15 @@ JSON_KEYS = {"pairs", "reward_accuracy", "logprob_accuracy", "logprob_accuracy_p
              "margin_mean", "margin_ci95", "by_category"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine they only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ----------------------------------------------------------------------------- oracle
 
 
@@ -270,14 +279,19 @@ def test_cli_json_has_the_documented_keys(capsys, tiny_model_dir):
     assert 0.0 <= result["logprob_accuracy"] <= 1.0 and 0.0 <= result["logprob_accuracy_per_token"] <= 1.0
 
 
-def test_cli_table_and_eval_json_for_a_run(capsys, tiny_lora_run, tmp_path):
+def test_cli_table_and_eval_json_for_a_run_on_its_eval_files(capsys, tiny_lora_run, tmp_path):
+    from dpokit.config import dump_config, load_config
+
     run = shutil.copytree(tiny_lora_run, tmp_path / "run")
-    code, out, err = _cli(capsys, run, "--data", HH_RLHF, "--max-pairs", "3", "--max-length", "160",
+    config = load_config(run / "config.yaml", [f"data.eval_files=[{HH_RLHF}]"])
+    (run / "config.yaml").write_text(dump_config(config))
+    code, out, err = _cli(capsys, run, "--max-pairs", "3", "--max-length", "160",
                           "--max-prompt-length", "96", "--batch-size", "2")
     assert code == 0, err
     assert "reward accuracy" in out and "log-prob accuracy (per token)" in out and "ties count as not correct" in out
     saved = json.loads((run / "eval.json").read_text())
     assert saved["pairs"] == 3 and JSON_KEYS <= set(saved)
+    assert saved["data"]["sources"] == [str(HH_RLHF)] and saved["data"]["format"] == "hh_rlhf"
     assert not list(run.glob(".eval.json*"))  # no temp file left behind
 
 
