@@ -130,3 +130,23 @@ def test_full_finetune_run_loads_final_model(tmp_path, tiny_model_dir, tokenizer
     model, _, _ = load_for_inference(run, dtype="float32")
     assert torch.equal(model.model.norm.weight, tuned.model.norm.weight)
     assert json.loads((run / "run.json").read_text())["adapter"] is False
+
+
+def test_adapter_on_the_wrong_base_is_a_clear_error(tiny_lora_run, tiny_model_dir, tmp_path):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.hidden_size, config.intermediate_size = 32, 64
+    other = tmp_path / "other-base"
+    AutoModelForCausalLM.from_config(config).save_pretrained(other)
+    run = _copy_run(tiny_lora_run, tmp_path / "run")
+    write_run_json(run, stage="dpo", base_model=str(other), adapter=True)
+    with pytest.raises(DpokitError, match="cannot load the LoRA adapter onto .*other-base"):
+        load_for_inference(run)
+
+
+def test_dtype_choice(tiny_lora_run):
+    model, _, _ = load_for_inference(tiny_lora_run, dtype=torch.bfloat16)
+    assert next(model.parameters()).dtype == torch.bfloat16
+    with pytest.raises(DpokitError, match="dtype 'int8' is not supported"):
+        load_for_inference(tiny_lora_run, dtype="int8")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Union
 
 from dpokit.errors import DpokitError
-from dpokit.runs import RunInfo, load_run_tokenizer, open_model_or_run
+from dpokit.runs import RunInfo, attach_adapter, load_run_tokenizer, open_model_or_run
 
 
 def check_output_dir(out_dir: Path) -> None:
@@ -28,7 +28,6 @@ def check_output_dir(out_dir: Path) -> None:
 
 def _write_merged(info: RunInfo, tmp: Path) -> None:
     """Load base + adapter on CPU in the base's stored dtype, merge, save into ``tmp``."""
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from dpokit.models import resolve_model_path
@@ -39,8 +38,7 @@ def _write_merged(info: RunInfo, tmp: Path) -> None:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto", trust_remote_code=trust)
     except (OSError, ValueError) as err:
         raise DpokitError(f"{info.base_model}: cannot load the base model to merge into ({str(err).splitlines()[0]})") from None
-    model = PeftModel.from_pretrained(base, str(info.adapter_dir))
-    merged = model.merge_and_unload()
+    merged = attach_adapter(base, info).merge_and_unload()
     # The adapter's base path is meaningless to whoever receives the merged dir.
     merged.config._name_or_path = ""
     merged.save_pretrained(tmp, safe_serialization=True)

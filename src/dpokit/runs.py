@@ -335,23 +335,28 @@ def load_for_inference(ref: Union[str, Path], *, dtype: Any = None, device: Any 
     quantised = model_cfg.load_in_4bit or model_cfg.load_in_8bit
     model = load_model(model_cfg, info.model_dir)
     if info.adapter_dir is not None:
-        from peft import PeftModel
-
-        try:
-            with warnings.catch_warnings():  # a deprecation notice from inside transformers/peft
-                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                model = PeftModel.from_pretrained(model, str(info.adapter_dir), is_trainable=False)
-        except (ValueError, OSError, RuntimeError, KeyError) as err:
-            first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise DpokitError(
-                f"{info.adapter_dir}: cannot load the LoRA adapter onto {info.base_model} ({first})",
-                "check that the run's base model is the one the adapter was trained on",
-            ) from None
+        model = attach_adapter(model, info)
     if not quantised:
         model.to(device or ("cuda" if cuda_available() else "cpu"))
     model.eval()
     tokenizer = load_run_tokenizer(info, trust_remote_code=model_cfg.trust_remote_code)
     return model, tokenizer, info
+
+
+def attach_adapter(model, info: RunInfo):
+    """``model`` wrapped with the run's LoRA adapter (``PeftModel``, frozen, not merged)."""
+    from peft import PeftModel
+
+    try:
+        with warnings.catch_warnings():  # a deprecation notice from inside transformers/peft
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(info.adapter_dir), is_trainable=False)
+    except (ValueError, OSError, RuntimeError, KeyError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DpokitError(
+            f"{info.adapter_dir}: cannot load the LoRA adapter onto {info.base_model} ({first})",
+            "check that the run's base model is the one the adapter was trained on",
+        ) from None
 
 
 def load_run_tokenizer(info: RunInfo, trust_remote_code: bool = False):
