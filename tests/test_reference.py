@@ -13,7 +13,7 @@ import torch
 from dpokit import reference
 from dpokit.config import build_config
 from dpokit.data.tokenize import TokenizedPair
-from test_train import LN2, home, pairs_file, tiny_config, train_lines  # noqa: F401  (fixtures)
+from test_train import LN2, home, one_thread, pairs_file, tiny_config, train_lines  # noqa: F401  (fixtures)
 
 
 def _train(config):
@@ -87,7 +87,7 @@ def test_precompute_is_reused_by_a_beta_sweep_and_missed_when_max_length_changes
     real = reference.compute_reference_logps
 
     def counting(*args, **kwargs):
-        computed.append(len(args[2]))
+        computed.append(args[3])  # the number of pairs scored
         return real(*args, **kwargs)
 
     monkeypatch.setattr(reference, "compute_reference_logps", counting)

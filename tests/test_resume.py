@@ -16,7 +16,7 @@ import torch
 from dpokit import checkpoint as ckpt
 from dpokit.config import dump_config
 from dpokit.errors import DpokitError
-from test_train import home, read_lines, tiny_config, write_pairs  # noqa: F401  (fixture)
+from test_train import home, one_thread, read_lines, tiny_config, write_pairs  # noqa: F401  (fixtures)
 
 
 def _fake_checkpoint(root: Path, name: str, complete: bool = True) -> Path:
@@ -86,7 +86,7 @@ def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_m
     config_file = tmp_path / "config.yaml"
     config_file.write_text(dump_config(tiny_config(tiny_model_dir, data, out, settings)))
     cmd = [sys.executable, "-m", "dpokit.cli", "train", "--no-progress", str(config_file)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")  # one thread, like this process
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     try:

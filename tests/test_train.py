@@ -74,6 +74,15 @@ def train_lines(run_dir: Path) -> list[dict]:
     return [r for r in read_lines(run_dir) if "loss" in r]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine contention made runs ~3x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A private DPOKIT_HOME (reference cache, merged models) that still sees the converted SmolLM2."""

@@ -11,7 +11,6 @@ word-level one), ipo, hinge, robust and sigmoid + NLL (RPO).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -22,10 +21,8 @@ torch = pytest.importorskip("torch")
 trl = pytest.importorskip("trl")
 
 from dpokit.config import DataConfig, DPOConfig, LoraConfig  # noqa: E402
-from dpokit.data.collate import collate_preference  # noqa: E402
 from dpokit.data.tokenize import tokenize_pairs  # noqa: E402
 from dpokit.data.types import PreferencePair  # noqa: E402
-from dpokit.objective import dpo_batch_loss, policy_logps  # noqa: E402
 
 SEED = 7
 BATCH = 2
@@ -206,51 +203,56 @@ def run_trl(model_dir: str, tokenizer, out_dir, loss_type: list[str], loss_weigh
     return Run(first[:batch], first[batch:], losses, logged[0], logged[-1]), trainer
 
 
-def run_dpokit_minimal_loop(model, examples, pad_token_id: int, dpo: DPOConfig, batch: int = BATCH,
-                            lr: float = LR) -> Run:
-    """dpokit's training step in a bare loop, with TRL's optimiser settings.
+def run_dpokit_train(setup: "Setup", out_dir, dpo: DPOConfig, lora: Optional[LoraConfig], monkeypatch,
+                     batch: int = BATCH, lr: float = LR) -> Run:
+    """dpokit's real trainer (``dpokit.train.train``) with TRL's optimiser settings, for STEPS steps.
 
-    Stand-in for ``dpokit.train`` (the trainer engineer can switch this helper to it):
-    reference log-probs precomputed once (the policy before training; for LoRA, the base
-    with the adapter off), batches in dataset order, AdamW (``lr``, betas 0.9/0.999,
-    eps 1e-8, no weight decay), linear decay to 0 over ``STEPS``, gradient clipping at 1.0.
+    The data file lists PAIRS so that dpokit's epoch-0 shuffle (a pure function of the seed)
+    yields them in PAIRS order, the order TRL reads them in. Reference log-probs are
+    precomputed (the default: the policy before training; for LoRA, the base with the
+    adapter off); AdamW (``lr``, betas 0.9/0.999, eps 1e-8, no weight decay), linear decay
+    to 0 over STEPS, gradient clipping at 1.0; the adapter is seeded right before it is
+    created, as TRL does. Losses and metrics come from the run's metrics.jsonl; the step-1
+    per-pair log-probs are recorded from the first training forward.
     """
-    from transformers import get_linear_schedule_with_warmup
+    import json
 
-    batches = [collate_preference(examples[i : i + batch], pad_token_id) for i in range(0, STEPS * batch, batch)]
-    adapter_off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-    with torch.no_grad(), adapter_off:
-        refs = [policy_logps(model, pairs)[:2] for pairs in batches]
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    schedule = get_linear_schedule_with_warmup(optimizer, 0, STEPS)
-    losses, first, logged = [], None, []
-    for pairs, (ref_chosen, ref_rejected) in zip(batches, refs):
-        if first is None:
-            with torch.no_grad():
-                first = policy_logps(model, pairs)
-        loss, metrics = dpo_batch_loss(model, pairs, ref_chosen, ref_rejected, dpo)
-        logged.append({k: v.item() for k, v in metrics.items()})
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-    return Run(first.chosen, first.rejected, losses, logged[0], logged[-1])
+    from dpokit import objective
+    from dpokit.config import build_config
+    from dpokit.train import epoch_order, train
 
+    monkeypatch.setenv("DPOKIT_HOME", str(out_dir / "dpokit-home"))  # a private reference cache
+    rows: list = [None] * len(PAIRS)
+    for position, index in enumerate(epoch_order(len(PAIRS), SEED, 0)):
+        rows[index] = PAIRS[position].to_json()
+    data = out_dir / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
-def _dpokit_model(model_dir: str, lora: Optional[LoraConfig]):
-    from transformers import set_seed
+    forwards: list = []
+    real_policy_logps = objective.policy_logps
 
-    from dpokit.models import apply_lora
+    def recording_policy_logps(*args, **kwargs):
+        out = real_policy_logps(*args, **kwargs)
+        if torch.is_grad_enabled():  # a training forward, not the reference precompute
+            forwards.append(out)
+        return out
 
-    model = _load_tiny(model_dir)
-    if lora:
-        set_seed(SEED)  # TRL seeds right before PEFT initialises the adapter
-        model = apply_lora(model, lora)
-    model.train()
-    return model
+    monkeypatch.setattr(objective, "policy_logps", recording_policy_logps)
+    config = build_config({
+        "model": {"name_or_path": setup.model_dir, "dtype": "float32", "attn_implementation": "sdpa"},
+        "lora": lora.model_dump() if lora else {"enabled": False},
+        "data": {"train_files": [str(data)], "max_length": 1024, "max_prompt_length": 512},
+        "dpo": dpo.model_dump(),
+        "training": {"learning_rate": lr, "max_steps": STEPS, "per_device_train_batch_size": batch,
+                     "lr_scheduler_type": "linear", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0,
+                     "seed": SEED, "mixed_precision": "no", "report_to": "none", "logging_steps": 1},
+        "output": {"output_dir": str(out_dir / "dpokit-run")},
+    })
+    run_dir = train(config, show_progress=False)
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [{k: v for k, v in line.items() if k.startswith(("rewards/", "logps/"))} for line in lines]
+    first = forwards[0]
+    return Run(first.chosen.detach(), first.rejected.detach(), [line["loss"] for line in lines], logged[0], logged[-1])
 
 
 def _assert_same_run(ours: Run, theirs: Run):
@@ -283,32 +285,31 @@ def _assert_same_ids(setup: Setup, trainer) -> None:
         assert (ours.prompt_ids, ours.chosen_ids, ours.rejected_ids) == (row["prompt_ids"], row["chosen_ids"], row["rejected_ids"])
 
 
-def _compare(setup: Setup, tmp_path, loss_type: list[str], weights: Optional[list[float]], dpo: DPOConfig,
-             lora: Optional[LoraConfig] = None) -> None:
+def _compare(setup: Setup, tmp_path, monkeypatch, loss_type: list[str], weights: Optional[list[float]],
+             dpo: DPOConfig, lora: Optional[LoraConfig] = None) -> None:
     lr = LORA_LR if lora else LR
     theirs, trainer = run_trl(setup.model_dir, setup.tokenizer, tmp_path, loss_type, weights, dpo, lora, lr=lr)
     _assert_same_ids(setup, trainer)
-    model = _dpokit_model(setup.model_dir, lora)
-    ours = run_dpokit_minimal_loop(model, setup.examples, setup.tokenizer.pad_token_id, dpo, lr=lr)
+    ours = run_dpokit_train(setup, tmp_path, dpo, lora, monkeypatch, lr=lr)
     _assert_same_run(ours, theirs)
     if dpo.loss_type == "sigmoid" and dpo.rpo_alpha is None:
         assert theirs.losses[0] == pytest.approx(math.log(2), abs=1e-6)  # policy == reference at step 1
 
 
-def test_sigmoid_full_finetune_matches_trl_with_the_real_tokenizer(smollm, tmp_path):
-    _compare(smollm, tmp_path, ["sigmoid"], None, DPOConfig(loss_type="sigmoid", beta=0.1))
+def test_sigmoid_full_finetune_matches_trl_with_the_real_tokenizer(smollm, tmp_path, monkeypatch):
+    _compare(smollm, tmp_path, monkeypatch, ["sigmoid"], None, DPOConfig(loss_type="sigmoid", beta=0.1))
 
 
-def test_sigmoid_full_finetune_matches_trl(small_vocab, tmp_path):
-    _compare(small_vocab, tmp_path, ["sigmoid"], None, DPOConfig(loss_type="sigmoid", beta=0.1))
+def test_sigmoid_full_finetune_matches_trl(small_vocab, tmp_path, monkeypatch):
+    _compare(small_vocab, tmp_path, monkeypatch, ["sigmoid"], None, DPOConfig(loss_type="sigmoid", beta=0.1))
 
 
-def test_sigmoid_lora_matches_trl(small_vocab, tmp_path):
+def test_sigmoid_lora_matches_trl(small_vocab, tmp_path, monkeypatch):
     lora = LoraConfig(r=8, alpha=16, dropout=0.0, target_modules="all-linear")
-    _compare(small_vocab, tmp_path, ["sigmoid"], None, DPOConfig(loss_type="sigmoid", beta=0.1), lora)
+    _compare(small_vocab, tmp_path, monkeypatch, ["sigmoid"], None, DPOConfig(loss_type="sigmoid", beta=0.1), lora)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_loss_variants_match_trl(case, small_vocab, tmp_path):
+def test_loss_variants_match_trl(case, small_vocab, tmp_path, monkeypatch):
     loss_type, weights, make_cfg = CASES[case]
-    _compare(small_vocab, tmp_path, loss_type, weights, make_cfg())
+    _compare(small_vocab, tmp_path, monkeypatch, loss_type, weights, make_cfg())

@@ -155,6 +155,28 @@ def save_trainable_weights(accelerator: "Accelerator", model, out_dir: Path) -> 
         unwrapped.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
 
 
+def save_final(accelerator: "Accelerator", model, tokenizer, run_dir: Path, name: str = "final") -> Path:
+    """``RUN_DIR/final``: the adapter (or full model) and the tokenizer with its chat template.
+
+    Written into a temp dir and renamed into place when complete; every process must call it.
+    """
+    run_dir = Path(run_dir)
+    final = run_dir / name
+    tmp = run_dir / f"{TMP_PREFIX}{name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    save_trainable_weights(accelerator, model, tmp)
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(tmp)
+        if final.exists():  # a resumed run that had already finished
+            shutil.rmtree(final)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+    return final
+
+
 def save_checkpoint(accelerator: "Accelerator", run_dir: Path, model, optimizer, scheduler, state: TrainerState) -> Path:
     """Write ``checkpoint-<state.global_step>`` atomically; every process must call it."""
     import torch

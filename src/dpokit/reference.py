@@ -27,7 +27,7 @@ import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 from dpokit.errors import DpokitError
 
@@ -169,83 +169,79 @@ def save_cached(key: str, logps: ReferenceLogps, parts: dict[str, Any]) -> Path:
 # ---------------------------------------------------------------- computing
 
 
-def _batched_by_length(examples: Sequence["TokenizedPair"], indices: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (less padding); order inside is irrelevant."""
-    ordered = sorted(indices, key=lambda i: len(examples[i].prompt_ids) + max(len(examples[i].chosen_ids), len(examples[i].rejected_ids)))
-    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
-
-
 def compute_reference_logps(
     accelerator: "Accelerator",
     model,
-    examples: Sequence["TokenizedPair"],
+    batches: Iterable[dict],
+    num_pairs: int,
     logps_fn: Callable[[Any, dict], tuple["torch.Tensor", "torch.Tensor"]],
-    collate: Callable[[list], dict],
-    batch_size: int,
     show_progress: bool = True,
     desc: str = "reference log-probs",
 ) -> ReferenceLogps:
-    """Run ``logps_fn`` over every pair, without gradients, in eval mode; each process takes a shard.
+    """Run ``logps_fn`` over ``batches`` (each with ``index``), without gradients, in eval mode.
 
-    ``model`` must not be wrapped for distributed training yet (its forward must not
-    synchronise), only placed on ``accelerator.device``. Results from all processes are
-    summed into full ``[N]`` tensors, so every process ends with every value.
+    ``batches`` are the ones training will see (this process's shard of epoch 0, or the eval
+    batches), so at step 1 the policy and its reference are the same computation on the same
+    padded tensors: the loss is exactly ln 2 and the rewards exactly 0. ``model`` must not be
+    wrapped for distributed training yet (its forward must not synchronise). Results from
+    all processes are combined into full ``[N]`` tensors (a pair two processes both scored,
+    from accelerate's even-batch padding, is averaged), so every process ends with every value.
     """
     import torch
     from tqdm.auto import tqdm
 
-    n = len(examples)
-    mine = list(range(accelerator.process_index, n, accelerator.num_processes))
-    chosen = torch.zeros(n, dtype=torch.float32, device=accelerator.device)
-    rejected = torch.zeros(n, dtype=torch.float32, device=accelerator.device)
+    device = accelerator.device
+    chosen = torch.zeros(num_pairs, dtype=torch.float32, device=device)
+    rejected = torch.zeros(num_pairs, dtype=torch.float32, device=device)
+    seen = torch.zeros(num_pairs, dtype=torch.float32, device=device)
     was_training = model.training
     model.eval()
-    batches = _batched_by_length(examples, mine, batch_size)
     bar = tqdm(batches, desc=desc, unit="batch", disable=not (show_progress and accelerator.is_main_process),
                file=sys.stderr, dynamic_ncols=True)
     try:
         with torch.no_grad(), accelerator.autocast():
-            for batch_indices in bar:
-                batch = collate([(i, examples[i]) for i in batch_indices])
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            for batch in bar:
+                index = batch["index"].to(device)
                 c, r = logps_fn(model, batch)
-                chosen[batch["index"]] = c.float()
-                rejected[batch["index"]] = r.float()
+                chosen.index_add_(0, index, c.float().to(device))
+                rejected.index_add_(0, index, r.float().to(device))
+                seen.index_add_(0, index, torch.ones_like(index, dtype=torch.float32))
     finally:
         bar.close()
         model.train(was_training)
     if accelerator.num_processes > 1:
-        chosen, rejected = accelerator.reduce(chosen, "sum"), accelerator.reduce(rejected, "sum")
-    return ReferenceLogps(chosen.cpu(), rejected.cpu())
+        chosen, rejected, seen = (accelerator.reduce(t, "sum") for t in (chosen, rejected, seen))
+    if bool((seen == 0).any()):
+        raise RuntimeError(f"reference log-probs: {int((seen == 0).sum())} of {num_pairs} pairs were never scored")
+    return ReferenceLogps((chosen / seen).cpu(), (rejected / seen).cpu())
 
 
 def precompute_reference(
     accelerator: "Accelerator",
     model,
-    examples: Sequence["TokenizedPair"],
+    batches: Iterable[dict],
+    num_pairs: int,
     key_parts: dict[str, Any],
     logps_fn: Callable,
-    collate: Callable,
-    batch_size: int,
     show_progress: bool = True,
     desc: str = "reference log-probs",
 ) -> tuple[ReferenceLogps, bool]:
-    """Cached reference log-probs for ``examples``, computing and storing them on a miss.
+    """Cached reference log-probs, computed with :func:`compute_reference_logps` and stored on a miss.
 
     Returns ``(logps, hit)``. Only the main process writes the cache.
     """
     key = cache_key(key_parts)
-    cached = load_cached(key, len(examples))
+    cached = load_cached(key, num_pairs)
     # Every process must agree on hit/miss, or some would wait in a collective forever.
     hit = cached is not None
     if accelerator.num_processes > 1:
         import torch
 
-        flag = torch.tensor([1 if hit else 0], device=accelerator.device)
-        hit = bool(accelerator.reduce(flag, "min").item())
+        misses = torch.tensor([0 if hit else 1], device=accelerator.device)
+        hit = accelerator.reduce(misses, "sum").item() == 0
     if hit:
         return cached, True
-    logps = compute_reference_logps(accelerator, model, examples, logps_fn, collate, batch_size, show_progress, desc)
+    logps = compute_reference_logps(accelerator, model, batches, num_pairs, logps_fn, show_progress, desc)
     if accelerator.is_main_process:
         save_cached(key, logps, key_parts)
     accelerator.wait_for_everyone()
@@ -339,3 +335,71 @@ def check_reference_mode(config: "Config") -> None:
             "dpo.reference: adapter needs a LoRA policy (the reference is the policy with its adapter off), but lora.enabled is false",
             "use dpo.reference: precompute for full fine-tuning, or set lora.enabled: true",
         )
+
+
+# ---------------------------------------------------------------- choosing the mode
+
+
+def pair_logps_fn(chunk_size: int) -> Callable[[Any, dict], tuple["torch.Tensor", "torch.Tensor"]]:
+    """``(model, batch) -> (chosen [B], rejected [B])``: summed answer log-probs of a preference batch."""
+    from dpokit.objective import policy_logps
+
+    def logps(model, batch):
+        out = policy_logps(model, batch, chunk_size)
+        return out.chosen, out.rejected
+
+    return logps
+
+
+def load_reference_model(config: "Config", name: str, accelerator: "Accelerator"):
+    """A separate reference model (a model dir, a run dir or an adapter), frozen and in eval mode."""
+    from dpokit.runs import load_for_inference
+
+    dtype = config.model.dtype if config.model.dtype != "auto" else None
+    model, _tokenizer, _info = load_for_inference(name, dtype=dtype, device=accelerator.device)
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def build_references(
+    config: "Config",
+    base_model: str,
+    model,
+    accelerator: "Accelerator",
+    splits: dict[str, tuple[Sequence["TokenizedPair"], Callable[[], Iterable[dict]]]],
+    show_progress: bool = True,
+    say: Callable[[str], None] = lambda text: None,
+) -> dict[str, Reference]:
+    """One :class:`Reference` per split (``train``, ``eval``) as ``config.dpo.reference`` asks.
+
+    ``splits`` maps a split to its pairs and a function giving the batches training (or
+    evaluation) will see; ``precompute`` scores those batches with ``model``'s adapter
+    switched off (before any training step) and caches the result, keyed by ``base_model``.
+    """
+    spec = config.dpo.reference
+    if config.stage == "sft" or config.dpo.reference_free or spec == "none":
+        return {split: NoReference() for split in splits}
+    logps = pair_logps_fn(config.training.logprob_chunk_size)
+    if spec == "adapter":
+        return {split: AdapterReference(accelerator, logps) for split in splits}
+    if not isinstance(spec, str):
+        separate = ModelReference(load_reference_model(config, spec.model, accelerator), logps, accelerator)
+        return {split: separate for split in splits}
+
+    def initial_model_logps(m, batch):
+        with disabled_adapter(m):
+            return logps(m, batch)
+
+    references: dict[str, Reference] = {}
+    for split, (examples, batches) in splits.items():
+        if not examples:
+            references[split] = NoReference()
+            continue
+        parts = cache_key_parts(config, base_model, examples, accelerator.mixed_precision)
+        values, hit = precompute_reference(accelerator, model, batches(), len(examples), parts, initial_model_logps,
+                                           show_progress, desc=f"reference log-probs ({split})")
+        say(f"reference log-probs ({split}, {len(examples)} pairs): "
+            f"{'reused from cache' if hit else 'computed and cached'} [{cache_key(parts)}]")
+        references[split] = PrecomputedReference(values, accelerator.device)
+    return references

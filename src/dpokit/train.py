@@ -5,8 +5,8 @@ One optimizer *step* is ``gradient_accumulation_steps`` micro-batches of
 pure function of ``(seed, e)``, so a resumed run skips exactly the micro-batches the
 killed run had consumed, restores every RNG, and continues bit for bit. ``accelerate``
 places the model, runs mixed precision, accumulates gradients and, under
-``accelerate launch``, shards the data across processes (DDP, FSDP, DeepSpeed); only the
-main process writes files.
+``accelerate launch``, shards the data across processes (DDP, FSDP, DeepSpeed); metrics
+are averaged across processes and only the main process writes files.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dpokit import checkpoint as ckpt
 from dpokit.config import Config, dump_config
 from dpokit.errors import DpokitError
 from dpokit.metrics_log import MetricsLog, check_reporters
-from dpokit.reference import Reference, check_reference_mode
+from dpokit.reference import Reference, build_references, check_reference_mode
 
 if TYPE_CHECKING:
     import torch
@@ -36,46 +36,57 @@ FINAL_DIR = "final"
 # What a run dir holds; `overwrite_output_dir` removes these and nothing else.
 RUN_ENTRIES = ("config.yaml", "run.json", "data_report.json", "metrics.jsonl", "tensorboard", ckpt.CHECKPOINTS_DIR,
                FINAL_DIR, "plots", "eval.json", "README.md")
-# Keys whose change between a run and its resumption is expected.
+# Settings expected to change between a run and its resumption.
 RESUME_KEYS = {"training.resume_from_checkpoint", "output.overwrite_output_dir"}
 
 
 def train(config: Config, *, show_progress: bool = True) -> Path:
     """Train as configured (``stage`` sft or dpo); returns the run dir."""
+    from accelerate.utils import set_seed
+
+    # setup: every user error that needs no model comes first
     check_before_loading(config)
     accelerator = make_accelerator(config)
     run_dir, resume_from = prepare_run_dir(config, accelerator)
-
-    from accelerate.utils import set_seed
-
     set_seed(config.training.seed)
     base = resolve_base_model(config, accelerator)
+
+    # data
     tokenizer = load_tokenizer_for(config, base)
     data = prepare_data(config, tokenizer)
     write_run_files(run_dir, config, base, data.report, accelerator)
 
+    # model and reference
     model = build_policy(config, base.path, accelerator)
-    references = build_references(config, base, model, data, accelerator, show_progress)
+    batches = Batches(accelerator, config, data)
+    references = build_references(
+        config, base.path, model, accelerator,
+        {"train": (data.train, lambda: batches.train(epoch=0)), "eval": (data.eval, batches.eval)},
+        show_progress, say=partial(say, accelerator))
 
-    optimizer = make_optimizer(model, config)
+    # optimisation
     plan = plan_steps(config, len(data.train), accelerator)
+    optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, plan.total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
-
     state = ckpt.TrainerState(total_steps=plan.total_steps)
     if resume_from is not None:
         state = ckpt.load_checkpoint(accelerator, resume_from, model, optimizer, scheduler)
         say(accelerator, f"resuming from {resume_from} (step {state.global_step} of {plan.total_steps})")
+
+    # loop
     log = MetricsLog(run_dir, config.training.report_to, enabled=accelerator.is_main_process,
                      resume_step=state.global_step if resume_from is not None else None,
                      run_config=config.model_dump(mode="json"))
-    session = Session(config, accelerator, model, optimizer, scheduler, references, data, plan, state, log, run_dir, tokenizer)
+    session = Session(config, accelerator, model, optimizer, scheduler, references, batches, plan, state, log, run_dir)
     try:
         run_loop(session, show_progress)
     finally:
         log.close()
-    save_final(session)
-    accelerator.wait_for_everyone()
+
+    # save
+    final = ckpt.save_final(accelerator, model, tokenizer, run_dir, FINAL_DIR)
+    say(accelerator, f"saved {final}")
     return run_dir
 
 
@@ -103,9 +114,9 @@ def resolve_mixed_precision(setting: str) -> str:
     """``auto``: bf16 on CUDA where supported, else fp16 on CUDA, else fp32 (``no``)."""
     import torch
 
+    if setting == "fp16" and not torch.cuda.is_available():
+        raise DpokitError("training.mixed_precision: fp16 needs a CUDA GPU", "use auto, no or bf16 on this machine")
     if setting != "auto":
-        if setting in ("bf16", "fp16") and not torch.cuda.is_available() and setting == "fp16":
-            raise DpokitError("training.mixed_precision: fp16 needs a CUDA GPU", "use auto, no or bf16 on this machine")
         return setting
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -158,7 +169,7 @@ def prepare_run_dir(config: Config, accelerator: "Accelerator") -> tuple[Path, O
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in tree.items():
-        if isinstance(value, dict) and key != "reference" and key != "columns":
+        if isinstance(value, dict) and key not in ("reference", "columns"):
             out.update(_flatten(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
@@ -188,35 +199,29 @@ class BaseModel:
     """What ``from_pretrained`` loads (a dir, an embedded name or a hub id)."""
     tokenizer: str
     """Where the tokenizer and its chat template come from."""
-    source_run: Optional[str] = None
-    """The dpokit run (or adapter) it was made from, when ``model.name_or_path`` named one."""
 
 
 def merged_model_dir(adapter_dir: Path, base_model: str) -> Path:
-    """Cache dir for ``base_model`` + the adapter, merged; keyed by both so a sweep merges once."""
+    """Cache dir for ``base_model`` + the adapter, merged; keyed by both, so a sweep merges once."""
     import hashlib
 
     from dpokit.models import dpokit_home
     from dpokit.reference import files_fingerprint, model_fingerprint
 
-    key = hashlib.sha256(
-        f"{files_fingerprint(adapter_dir)}|{model_fingerprint(base_model)}".encode()
-    ).hexdigest()[:16]
+    key = hashlib.sha256(f"{files_fingerprint(adapter_dir)}|{model_fingerprint(base_model)}".encode()).hexdigest()[:16]
     name = adapter_dir.parent.name if adapter_dir.name == FINAL_DIR else adapter_dir.name
     return dpokit_home() / "merged" / f"{name}-{key}"
 
 
 def resolve_base_model(config: Config, accelerator: "Accelerator") -> BaseModel:
-    """Where the policy starts. A dpokit run (e.g. an SFT run) with a LoRA adapter is merged
-    into its base first, so a new adapter goes on top of it and the reference is that
-    model, not the original base."""
+    """Where the policy starts. A dpokit run (e.g. an SFT run) with a LoRA adapter is merged into
+    its base first, so the new adapter goes on top of it and the reference is that model."""
     from dpokit.runs import open_model_or_run
 
     name = config.model.name_or_path
     info = open_model_or_run(name)
-    source = str(info.path) if info.path is not None else None
     if info.adapter_dir is None:
-        return BaseModel(info.model_dir or name, info.tokenizer_dir or name, source)
+        return BaseModel(info.model_dir or name, info.tokenizer_dir or name)
     merged = merged_model_dir(Path(info.adapter_dir), info.base_model)
     if accelerator.is_main_process and not (merged / "config.json").is_file():
         from dpokit.export import merge_lora
@@ -224,13 +229,36 @@ def resolve_base_model(config: Config, accelerator: "Accelerator") -> BaseModel:
         say(accelerator, f"merging the LoRA adapter of {name} into {info.base_model} -> {merged}")
         merge_lora(name, merged)
     accelerator.wait_for_everyone()
-    return BaseModel(str(merged), str(merged), source or str(info.adapter_dir))
+    return BaseModel(str(merged), str(merged))
 
 
 def load_tokenizer_for(config: Config, base: BaseModel):
     from dpokit.models import load_tokenizer
 
     return load_tokenizer(base.tokenizer, trust_remote_code=config.model.trust_remote_code)
+
+
+def build_policy(config: Config, base_path: str, accelerator: "Accelerator"):
+    """The model to train: the base, optionally quantised, with a fresh LoRA adapter or fully trainable."""
+    from accelerate.utils import set_seed
+
+    from dpokit.models import apply_lora, load_model
+
+    quantised = config.model.load_in_4bit or config.model.load_in_8bit
+    device_map = {"": accelerator.local_process_index} if quantised else None
+    model = load_model(config.model, base_path, device_map=device_map)
+    model.config.use_cache = False
+    if config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora.enabled:
+        set_seed(config.training.seed)  # the adapter's initial weights depend on the seed alone (as in TRL)
+        model = apply_lora(model, config.lora, quantised=quantised)
+    if not quantised:
+        model.to(accelerator.device)
+    return model
+
+
+# ---------------------------------------------------------------- data
 
 
 @dataclass
@@ -259,7 +287,7 @@ def prepare_data(config: Config, tokenizer) -> Data:
     if not train_pairs:
         raise DpokitError(
             f"data.train_files: no usable training pairs ({train_result.records} records, "
-            f"{len(train_result.pairs)} pairs before tokenisation; dropped: {dict(report.get('dropped', {}))})",
+            f"{len(train_result.pairs)} pairs before tokenisation; dropped: {report.get('dropped', {})})",
             "run `dpokit data inspect` on the files to see why; raise data.max_length if pairs were truncated away",
         )
     return Data(train_pairs, eval_pairs, report, tokenizer.pad_token_id)
@@ -289,88 +317,47 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def build_policy(config: Config, base_path: str, accelerator: "Accelerator"):
-    """The model to train: the base, optionally quantised, with a fresh LoRA adapter or fully trainable."""
-    from dpokit.models import apply_lora, load_model
+def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of epoch ``epoch``: a pure function of ``(seed, epoch)``."""
+    import numpy as np
 
-    quantised = config.model.load_in_4bit or config.model.load_in_8bit
-    device_map = {"": accelerator.local_process_index} if quantised else None
-    model = load_model(config.model, base_path, device_map=device_map)
-    model.config.use_cache = False
-    if config.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if config.lora.enabled:
-        from accelerate.utils import set_seed
-
-        set_seed(config.training.seed)  # the adapter's initial weights depend on the seed alone (as in TRL)
-        model = apply_lora(model, config.lora, quantised=quantised)
-    if not quantised:
-        model.to(accelerator.device)
-    return model
+    return np.random.default_rng([seed % 2**32, epoch]).permutation(num_examples).tolist()
 
 
-# ---------------------------------------------------------------- reference
+class Batches:
+    """The prepared (sharded, device-placing) batches of the train and eval pairs.
 
+    Each batch carries ``index`` (the pairs' positions) so precomputed reference
+    log-probs can be looked up.
+    """
 
-def _pair_logps(chunk_size: int):
-    """``(model, batch) -> (chosen [B], rejected [B])`` summed answer log-probs."""
-    from dpokit.objective import policy_logps
+    def __init__(self, accelerator: "Accelerator", config: Config, data: Data):
+        from dpokit.data.collate import collate_preference, collate_sft
 
-    def logps(model, batch):
-        out = policy_logps(model, batch, chunk_size)
-        return out.chosen, out.rejected
+        self.accelerator, self.config, self.data = accelerator, config, data
+        collate = collate_sft if config.stage == "sft" else collate_preference
+        self.collate = partial(collate, pad_token_id=data.pad_token_id)
 
-    return logps
+    def _loader(self, examples: list, order: list[int], batch_size: int, skip: int = 0):
+        import torch
+        from torch.utils.data import DataLoader
 
+        loader = DataLoader(
+            list(enumerate(examples)), batch_size=batch_size, sampler=order, collate_fn=self.collate,
+            # Its own generator: starting an iterator must not draw from the global RNG
+            # (a resumed run starts one at a different moment than the run it continues).
+            generator=torch.Generator().manual_seed(self.config.training.seed),
+        )
+        loader = self.accelerator.prepare_data_loader(loader)
+        return self.accelerator.skip_first_batches(loader, skip) if skip else loader
 
-def build_references(config: Config, base: BaseModel, model, data: Data, accelerator: "Accelerator",
-                     show_progress: bool) -> dict[str, Reference]:
-    """The reference for the train and the eval pairs (``{"train": ..., "eval": ...}``)."""
-    from dpokit import reference as ref_mod
+    def train(self, epoch: int, skip: int = 0):
+        """Epoch ``epoch``'s micro-batches on this process, from the ``skip``-th on."""
+        order = epoch_order(len(self.data.train), self.config.training.seed, epoch)
+        return self._loader(self.data.train, order, self.config.training.per_device_train_batch_size, skip)
 
-    spec = config.dpo.reference
-    if config.stage == "sft" or config.dpo.reference_free or spec == "none":
-        none = ref_mod.NoReference()
-        return {"train": none, "eval": none}
-    logps = _pair_logps(config.training.logprob_chunk_size)
-    if spec == "adapter":
-        adapter = ref_mod.AdapterReference(accelerator, logps)
-        return {"train": adapter, "eval": adapter}
-    if not isinstance(spec, str):
-        separate = ref_mod.ModelReference(load_reference_model(config, spec.model, accelerator), logps, accelerator)
-        return {"train": separate, "eval": separate}
-
-    # precompute: the initial policy (adapter off) scores every pair once; cached on disk.
-    def initial_model_logps(m, batch):
-        with ref_mod.disabled_adapter(m):
-            return logps(m, batch)
-
-    collate = partial(collate_for(config), pad_token_id=data.pad_token_id)
-    mixed = accelerator.mixed_precision
-    out = {}
-    for split, examples in (("train", data.train), ("eval", data.eval)):
-        if not examples:
-            out[split] = ref_mod.NoReference()
-            continue
-        parts = ref_mod.cache_key_parts(config, base.path, examples, mixed)
-        values, hit = ref_mod.precompute_reference(
-            accelerator, model, examples, parts, initial_model_logps, collate,
-            config.training.per_device_eval_batch_size, show_progress, desc=f"reference log-probs ({split})")
-        say(accelerator, f"reference log-probs ({split}, {len(examples)} pairs): "
-                         f"{'reused from cache' if hit else 'computed and cached'} [{ref_mod.cache_key(parts)}]")
-        out[split] = ref_mod.PrecomputedReference(values, accelerator.device)
-    return out
-
-
-def load_reference_model(config: Config, name: str, accelerator: "Accelerator"):
-    """A separate reference model (plain model, run dir or adapter), frozen and in eval mode."""
-    from dpokit.runs import load_for_inference
-
-    dtype = config.model.dtype if config.model.dtype != "auto" else None
-    model, _tokenizer, _info = load_for_inference(name, dtype=dtype, device=accelerator.device)
-    model.requires_grad_(False)
-    model.eval()
-    return model
+    def eval(self):
+        return self._loader(self.data.eval, list(range(len(self.data.eval))), self.config.training.per_device_eval_batch_size)
 
 
 # ---------------------------------------------------------------- optimisation
@@ -380,13 +367,11 @@ def make_optimizer(model, config: Config):
     """AdamW; weight decay on matrices only (not on biases and norm scales)."""
     import torch
 
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise DpokitError("the model has no trainable parameters", "check lora.target_modules (it matched no layer)")
-    decay = [p for _, p in trainable if p.ndim >= 2]
-    no_decay = [p for _, p in trainable if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.training.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": [p for p in trainable if p.ndim >= 2], "weight_decay": config.training.weight_decay},
+              {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.training.learning_rate)
 
 
@@ -401,7 +386,7 @@ def make_scheduler(optimizer, config: Config, total_steps: int):
 
 @dataclass
 class StepPlan:
-    """How many micro-batches an epoch has (per process) and how many optimizer steps the run takes."""
+    """Micro-batches per epoch (per process) and optimizer steps per epoch and in all."""
 
     batches_per_epoch: int
     steps_per_epoch: int
@@ -411,47 +396,14 @@ class StepPlan:
 def plan_steps(config: Config, num_pairs: int, accelerator: "Accelerator") -> StepPlan:
     training = config.training
     global_batches = math.ceil(num_pairs / training.per_device_train_batch_size)
-    batches = math.ceil(global_batches / accelerator.num_processes)
+    batches = math.ceil(global_batches / accelerator.num_processes)  # accelerate evens the shards out
+    # A last, shorter accumulation at an epoch's end still makes a step (accelerate syncs there).
     steps_per_epoch = math.ceil(batches / training.gradient_accumulation_steps)
     if training.max_steps > 0:
         total = training.max_steps
     else:
         total = max(1, math.ceil(training.num_train_epochs * steps_per_epoch))
     return StepPlan(batches, steps_per_epoch, total)
-
-
-# ---------------------------------------------------------------- data order
-
-
-def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled order of epoch ``epoch``: a pure function of ``(seed, epoch)``."""
-    import numpy as np
-
-    return np.random.default_rng([seed % 2**32, epoch]).permutation(num_examples).tolist()
-
-
-def collate_for(config: Config):
-    from dpokit.data.collate import collate_preference, collate_sft
-
-    return collate_sft if config.stage == "sft" else collate_preference
-
-
-def make_loader(session: "Session", examples: list, order: list[int], batch_size: int, skip: int = 0):
-    """A prepared (sharded, device-placing) loader over ``examples`` in ``order``, skipping ``skip`` batches."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(
-        list(enumerate(examples)),
-        batch_size=batch_size,
-        sampler=order,
-        collate_fn=partial(collate_for(session.config), pad_token_id=session.data.pad_token_id),
-        # Its own generator: creating an iterator must not draw from the global RNG
-        # (a resumed run creates one at a different moment than the run it continues).
-        generator=torch.Generator().manual_seed(session.config.training.seed),
-    )
-    loader = session.accelerator.prepare_data_loader(loader)
-    return session.accelerator.skip_first_batches(loader, skip) if skip else loader
 
 
 # ---------------------------------------------------------------- the loop
@@ -467,13 +419,16 @@ class Session:
     optimizer: Any
     scheduler: Any
     references: dict[str, Reference]
-    data: Data
+    batches: Batches
     plan: StepPlan
     state: ckpt.TrainerState
     log: MetricsLog
     run_dir: Path
-    tokenizer: Any
     window_start: float = field(default_factory=time.perf_counter)
+
+
+# Metrics that are totals, not means: left out of the logged averages.
+_NOT_AVERAGED = {"num_tokens"}
 
 
 def batch_loss(session: Session, model, batch: dict, split: str = "train"):
@@ -488,10 +443,6 @@ def batch_loss(session: Session, model, batch: dict, split: str = "train"):
     return objective.dpo_batch_loss(model, batch, ref_chosen, ref_rejected, session.config.dpo, chunk)
 
 
-# Metrics that are totals, not means (left out of the logged averages).
-_NOT_AVERAGED = {"num_tokens"}
-
-
 def _mean_across_processes(accelerator: "Accelerator", values: dict[str, "torch.Tensor"]) -> dict[str, float]:
     import torch
 
@@ -503,10 +454,10 @@ def _mean_across_processes(accelerator: "Accelerator", values: dict[str, "torch.
 
 
 def optimizer_step(session: Session) -> float:
-    """Clip (or just measure) gradients, step optimizer and scheduler; returns the gradient norm."""
-    accelerator, training = session.accelerator, session.config.training
+    """Clip (or just measure) the gradients, step optimizer and scheduler; returns the gradient norm."""
+    training = session.config.training
     max_norm = training.max_grad_norm if training.max_grad_norm > 0 else float("inf")
-    grad_norm = accelerator.clip_grad_norm_(session.model.parameters(), max_norm)
+    grad_norm = session.accelerator.clip_grad_norm_(session.model.parameters(), max_norm)
     session.optimizer.step()
     session.scheduler.step()
     session.optimizer.zero_grad(set_to_none=True)
@@ -516,59 +467,55 @@ def optimizer_step(session: Session) -> float:
 def nan_error(session: Session, step: int, loss: float) -> DpokitError:
     last = ckpt.latest_checkpoint(session.run_dir)
     where = f"the last good checkpoint is {last} (left intact)" if last else "no checkpoint was saved before it"
-    hint = ("lower training.learning_rate (or raise warmup), check the data; then "
+    hint = ("lower training.learning_rate (or add warmup) and check the data, then "
             + ("resume with training.resume_from_checkpoint=latest" if last else "train again"))
     return DpokitError(f"step {step}: the loss is {loss} (not finite); training stopped, {where}", hint)
 
 
 def run_loop(session: Session, show_progress: bool) -> None:
-    """Optimizer steps until ``total_steps``: forward, backward, step, log, evaluate, checkpoint."""
+    """Optimizer steps until ``total_steps``: forward, backward, step, then log, evaluate, checkpoint."""
     import torch
     from tqdm.auto import tqdm
 
-    accelerator, state, plan, training = session.accelerator, session.state, session.plan, session.config.training
-    model = session.model
+    accelerator, state, plan, model = session.accelerator, session.state, session.plan, session.model
     model.train()
     bar = tqdm(total=plan.total_steps, initial=state.global_step, desc=f"train ({session.config.stage})", unit="step",
                disable=not (show_progress and accelerator.is_main_process), file=sys.stderr, dynamic_ncols=True)
-    micro: dict[str, torch.Tensor] = {}
-    micro_count, micro_tokens = 0, torch.zeros((), device=accelerator.device)
+    sums: dict[str, torch.Tensor] = {}  # metric sums over this step's micro-batches
+    micro_batches, tokens = 0, torch.zeros((), device=accelerator.device)
     session.window_start = time.perf_counter()
     try:
         while state.global_step < plan.total_steps:
-            order = epoch_order(len(session.data.train), training.seed, state.epoch)
-            loader = make_loader(session, session.data.train, order, training.per_device_train_batch_size,
-                                 skip=state.batches_in_epoch)
-            for batch in loader:
+            for batch in session.batches.train(state.epoch, skip=state.batches_in_epoch):
                 with accelerator.accumulate(model):
                     loss, metrics = batch_loss(session, model, batch)
                     accelerator.backward(loss)
                 state.batches_in_epoch += 1
-                for name, value in {"loss": loss.detach(), **metrics}.items():
+                for name, value in {"loss": loss, **metrics}.items():
                     if name not in _NOT_AVERAGED:
-                        micro[name] = micro.get(name, 0) + value.detach().float()
-                micro_count += 1
-                micro_tokens = micro_tokens + batch["attention_mask"].sum()
+                        sums[name] = sums.get(name, 0) + value.detach().float()
+                micro_batches += 1
+                tokens = tokens + batch["attention_mask"].sum()
                 if not accelerator.sync_gradients:
                     continue
-                step_metrics = _mean_across_processes(accelerator, {k: v / micro_count for k, v in micro.items()})
-                tokens = int(accelerator.reduce(micro_tokens, "sum").item()) if accelerator.num_processes > 1 else int(micro_tokens.item())
-                micro, micro_count, micro_tokens = {}, 0, torch.zeros((), device=accelerator.device)
+                step_metrics = _mean_across_processes(accelerator, {k: v / micro_batches for k, v in sums.items()})
+                step_tokens = int(accelerator.reduce(tokens, "sum").item() if accelerator.num_processes > 1 else tokens.item())
+                sums, micro_batches, tokens = {}, 0, torch.zeros((), device=accelerator.device)
                 if not math.isfinite(step_metrics["loss"]):
                     raise nan_error(session, state.global_step + 1, step_metrics["loss"])
-                learning_rate = session.scheduler.get_last_lr()[0]
+                step_metrics["learning_rate"] = session.scheduler.get_last_lr()[0]  # the rate this step uses
                 step_metrics["grad_norm"] = optimizer_step(session)
-                step_metrics["learning_rate"] = learning_rate
                 state.global_step += 1
-                state.tokens_seen += tokens
-                after_step(session, step_metrics, tokens, bar)
+                state.tokens_seen += step_tokens
+                _roll_epoch_if_done(session)  # before saving: a checkpoint at an epoch's end resumes at the next
+                after_step(session, step_metrics, step_tokens, bar)
                 if state.global_step >= plan.total_steps:
                     break
             _roll_epoch_if_done(session)
     finally:
         bar.close()
-    if session.data.eval and not _evaluated_at(session, state.global_step):
-        session.log.log(evaluate(session))
+    if session.batches.data.eval and not _eval_due(session, state.global_step):
+        session.log.log(evaluate(session))  # a run with eval data always ends with an eval line
 
 
 def _roll_epoch_if_done(session: Session) -> None:
@@ -583,7 +530,7 @@ def _epoch_progress(session: Session) -> float:
     return round(state.epoch + state.batches_in_epoch / session.plan.batches_per_epoch, 4)
 
 
-def _evaluated_at(session: Session, step: int) -> bool:
+def _eval_due(session: Session, step: int) -> bool:
     eval_steps = session.config.training.eval_steps
     return bool(eval_steps) and step % eval_steps == 0
 
@@ -592,60 +539,52 @@ def after_step(session: Session, step_metrics: dict[str, float], tokens: int, ba
     """Progress bar, logging window, periodic eval and checkpoint after optimizer step ``state.global_step``."""
     state, training = session.state, session.config.training
     step = state.global_step
-    window = state.log_window
+    window = state.log_window  # sums since the last logged step; saved in checkpoints
     for name, value in step_metrics.items():
         window[name] = window.get(name, 0.0) + value
     window["_tokens"] = window.get("_tokens", 0.0) + tokens
     state.log_window_steps += 1
-    _roll_epoch_if_done(session)  # before saving: a checkpoint at an epoch's end resumes at the next
 
-    elapsed = time.perf_counter() - session.window_start
+    elapsed = max(time.perf_counter() - session.window_start, 1e-9)
     postfix = {"loss": f"{step_metrics['loss']:.4f}"}
     if "rewards/accuracies" in step_metrics:
         postfix["acc"] = f"{step_metrics['rewards/accuracies']:.2f}"
-    postfix["tok/s"] = f"{window['_tokens'] / max(elapsed, 1e-9):.0f}"
+    postfix["tok/s"] = f"{window['_tokens'] / elapsed:.0f}"
     bar.set_postfix(postfix, refresh=False)
     bar.update(1)
 
     if step % training.logging_steps == 0 or step == session.plan.total_steps:
-        count = state.log_window_steps
         record: dict[str, Any] = {"step": step, "epoch": _epoch_progress(session)}
-        for name, total in window.items():
-            if not name.startswith("_"):
-                record[name] = total / count
+        record.update({k: v / state.log_window_steps for k, v in window.items() if not k.startswith("_")})
         record["learning_rate"] = step_metrics["learning_rate"]
-        record["tokens_per_second"] = round(window["_tokens"] / max(elapsed, 1e-9), 1)
+        record["tokens_per_second"] = round(window["_tokens"] / elapsed, 1)
         session.log.log(record)
         state.log_window, state.log_window_steps = {}, 0
         session.window_start = time.perf_counter()
-    if session.data.eval and _evaluated_at(session, step):
+    if session.batches.data.eval and _eval_due(session, step):
         session.log.log(evaluate(session))
     if training.save_steps and (step % training.save_steps == 0 or step == session.plan.total_steps):
-        save_checkpoint(session)
-
-
-def save_checkpoint(session: Session) -> Path:
-    path = ckpt.save_checkpoint(session.accelerator, session.run_dir, session.model, session.optimizer,
-                                session.scheduler, session.state)
-    if session.accelerator.is_main_process:
-        ckpt.rotate_checkpoints(session.run_dir, session.config.training.save_total_limit, keep=path)
-    session.accelerator.wait_for_everyone()
-    return path
+        path = ckpt.save_checkpoint(session.accelerator, session.run_dir, session.model, session.optimizer,
+                                    session.scheduler, state)
+        if session.accelerator.is_main_process:
+            ckpt.rotate_checkpoints(session.run_dir, training.save_total_limit, keep=path)
+        session.accelerator.wait_for_everyone()
 
 
 def evaluate(session: Session) -> dict[str, Any]:
-    """Mean loss and metrics over the eval pairs (weighted by pairs per batch), as ``eval_*`` keys."""
+    """Loss and metrics over the eval pairs (batch means weighted by pairs), as ``eval_*`` keys.
+
+    Under several processes accelerate's even batches may score a few pairs twice.
+    """
     import torch
 
     accelerator, model = session.accelerator, session.model
-    order = list(range(len(session.data.eval)))
-    loader = make_loader(session, session.data.eval, order, session.config.training.per_device_eval_batch_size)
     sums: dict[str, torch.Tensor] = {}
     pairs = torch.zeros((), device=accelerator.device)
     model.eval()
     try:
         with torch.no_grad():
-            for batch in loader:
+            for batch in session.batches.eval():
                 loss, metrics = batch_loss(session, model, batch, split="eval")
                 n = batch["index"].numel()
                 for name, value in {"loss": loss, **metrics}.items():
@@ -663,26 +602,3 @@ def evaluate(session: Session) -> dict[str, Any]:
     record: dict[str, Any] = {"step": session.state.global_step, "epoch": _epoch_progress(session)}
     record.update({f"eval_{name}": value / count for name, value in zip(names, values[:-1])})
     return record
-
-
-# ---------------------------------------------------------------- save
-
-
-def save_final(session: Session) -> Path:
-    """``RUN_DIR/final``: the adapter (or full model) and the tokenizer, renamed into place when complete."""
-    accelerator, run_dir = session.accelerator, session.run_dir
-    final = run_dir / FINAL_DIR
-    tmp = run_dir / f"{ckpt.TMP_PREFIX}{FINAL_DIR}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    ckpt.save_trainable_weights(accelerator, session.model, tmp)
-    if accelerator.is_main_process:
-        session.tokenizer.save_pretrained(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        say(accelerator, f"saved {final}")
-    accelerator.wait_for_everyone()
-    return final
