@@ -17,6 +17,15 @@ from dpokit.generate import SamplingSettings, generate_answers, render_prompt_id
 GREEDY = SamplingSettings(max_new_tokens=12, do_sample=False)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine contention slows them down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def lively(tiny_model_dir, tmp_path_factory):
     """The tiny model with larger random weights, so replies vary with the conversation."""
@@ -124,7 +133,7 @@ class Terminal:
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        env = dict(os.environ, TERM="dumb", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, TERM="dumb", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dpokit.cli", "chat", *args],
             stdin=slave, stdout=slave, stderr=slave, preexec_fn=own_terminal, env=env, close_fds=True,
@@ -153,7 +162,8 @@ class Terminal:
     def send(self, data: str) -> None:
         os.write(self.master, data.encode())
 
-    def wait(self, timeout: float = 60) -> int:
+    def wait(self, timeout: float = 60):
+        """The exit status, or None if still running after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
             ready, _, _ = select.select([self.master], [], [], 0.2)
@@ -162,7 +172,7 @@ class Terminal:
                     self.output += os.read(self.master, 4096).decode("utf-8", errors="replace").replace("\r", "")
                 except OSError:
                     pass
-        return self.proc.wait(timeout=1)
+        return self.proc.poll()
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -209,6 +219,12 @@ def test_ctrl_c_stops_a_reply_then_leaves(terminal, tiny_lora_run):
     term.send("\x03")  # Ctrl-C while streaming: stops the reply, the chat goes on
     pos = term.read_until("[stopped]", pos)
     term.read_until("you> ", pos)
-    term.send("\x03")  # Ctrl-C at the prompt: leaves
-    assert term.wait() == 0
+    # Ctrl-C at the prompt: leaves. CPython's readline can miss a SIGINT that lands between
+    # drawing the prompt and waiting for keys (a race no typist hits), so press it again if needed.
+    for _ in range(3):
+        time.sleep(0.5)
+        term.send("\x03")
+        if term.wait(timeout=10) is not None:
+            break
+    assert term.proc.returncode == 0
     assert "Traceback" not in term.output

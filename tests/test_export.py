@@ -21,6 +21,15 @@ from dpokit.runs import load_for_inference, write_run_json
 PROBE = "Hello! Which is the largest ocean on Earth?"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine contention slows them down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _logits(model, ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(input_ids=ids).logits
@@ -69,7 +78,7 @@ def test_merged_dir_loads_with_transformers_alone(merged_dir, tiny_lora_run, tmp
         torch.save(logits, {str(out)!r})
         assert not [m for m in sys.modules if m.split(".")[0] == "dpokit"], "dpokit was imported"
     """)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.allclose(torch.load(out), _logits(adapted, torch.tensor([ids])), atol=1e-4)

@@ -28,6 +28,15 @@ PROMPTS = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine contention slows them down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def lively_model_dir(tiny_model_dir, tmp_path_factory) -> str:
     """The tiny model with larger random weights: its greedy output varies with the prompt

@@ -59,7 +59,7 @@ class ChatSession:
     def reply_stream(self, user_text: str) -> Iterator[str]:
         """Add a user turn, yield the reply's text pieces as they are generated.
 
-        When the stream ends (or is stopped) the reply is added to the history.
+        When the stream ends, or is interrupted, the text yielded so far is added to the history.
         """
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -93,19 +93,21 @@ class ChatSession:
                 streamer.end()
 
         thread = threading.Thread(target=work, daemon=True)
-        thread.start()
         pieces: list[str] = []
         finished = False
         try:
+            thread.start()
             for piece in streamer:
                 pieces.append(piece)
                 yield piece
             finished = True
         finally:
-            if not finished:  # interrupted: stop generating, keep what was already generated
+            if not finished and thread.is_alive():  # interrupted: stop generating; keep what was shown
                 self.stop()
-                pieces.extend(streamer)
-            thread.join()
+                for _ in streamer:  # let the worker finish putting its last pieces
+                    pass
+            if thread.ident is not None:
+                thread.join()
             self.history.append({"role": "assistant", "content": "".join(pieces).strip()})
         if errors:
             raise errors[0]

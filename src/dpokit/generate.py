@@ -246,7 +246,7 @@ def _record_prompt(record: Any, where: str) -> list[Message]:
         raise DpokitError(f"{where}: expected a JSON object or string, got {type(record).__name__}")
     key = next((k for k in _PROMPT_KEYS if k in record), None)
     if key is None:
-        raise DpokitError(f"{where}: no prompt field", f"give each record a 'prompt' (text or a list of messages)")
+        raise DpokitError(f"{where}: no prompt field", "give each record a 'prompt' (text or a list of messages)")
     value = record[key]
     if key == "instruction" and isinstance(record.get("input"), str) and record["input"].strip():
         value = f"{value}\n\n{record['input']}"

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from dpokit.errors import DpokitError
 
 if TYPE_CHECKING:
-    import torch
     from dpokit.config import Config
 
 RUN_JSON = "run.json"
