@@ -20,9 +20,10 @@ def run(args) -> int:
     import sys
 
     from dpokit.chat import ChatSession, run_chat
-    from dpokit.runs import load_for_inference
+    from dpokit.runs import load_for_inference, open_model_or_run
 
-    settings = sampling_settings(args)  # validate flags before loading the model
+    settings = sampling_settings(args)  # validate flags and the reference before loading anything
+    open_model_or_run(args.model)
     try:
         import readline  # noqa: F401  line editing and history for input()
     except ImportError:

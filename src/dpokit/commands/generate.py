@@ -45,8 +45,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
                    help="JSONL with 'prompt' (text or messages), plain text (one prompt a line), or a preference file")
     p.add_argument("--out", required=True, metavar="OUT.jsonl", help="one JSON line per prompt")
     p.add_argument("--n", type=int, default=1, help="candidates per prompt (2: a pair to label)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--system-prompt", default=None, help="system message for prompts that have none")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per generate call (default 8)")
+    p.add_argument("--system-prompt", default=None, metavar="TEXT", help="system message for prompts that have none")
     add_sampling_args(p, temperature=DEFAULT_TEMPERATURE, max_new_tokens=DEFAULT_MAX_NEW_TOKENS)
     p.set_defaults(func=run)
 
