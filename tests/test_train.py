@@ -269,9 +269,13 @@ def test_full_finetune_with_accumulation_writes_a_model_dir(tmp_path, tiny_model
     (out / "notes.txt").write_text("mine")  # ... and a file dpokit never writes
     config = tiny_config(tiny_model_dir, pairs_file, out, [
         "lora.enabled=false", "training.learning_rate=1e-3", "training.max_steps=3",
-        "training.gradient_accumulation_steps=2", "output.overwrite_output_dir=true"])
+        "training.gradient_accumulation_steps=2", "output.overwrite_output_dir=true",
+        f"data.eval_files=[{pairs_file}]"])
     train(config, show_progress=False)
     assert (out / "notes.txt").read_text() == "mine"
+    assert load_config(out / "config.yaml").output.overwrite_output_dir is False  # the run, not the invocation
+    evals = [r for r in read_lines(out) if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [3]  # eval data without eval_steps: one eval at the end
     lines = train_lines(out)
     assert [r["step"] for r in lines] == [1, 2, 3]
     assert lines[0]["loss"] == pytest.approx(LN2, abs=1e-5)
@@ -282,6 +286,24 @@ def test_full_finetune_with_accumulation_writes_a_model_dir(tmp_path, tiny_model
     moved = [not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), base.state_dict().values())]
     assert any(moved)
     assert (out / "final" / "tokenizer_config.json").is_file()
+
+
+def test_gradient_checkpointing_changes_memory_not_numbers(tmp_path, tiny_model_dir, pairs_file, home):
+    from safetensors.torch import load_file
+
+    from dpokit.train import train
+
+    # No max_steps: one epoch of 12 pairs in batches of 4 is 3 steps.
+    common = ["training.max_steps=-1", "training.num_train_epochs=1", "training.per_device_train_batch_size=4"]
+    runs = [train(tiny_config(tiny_model_dir, pairs_file, tmp_path / name, common + extra), show_progress=False)
+            for name, extra in (("plain", []), ("checkpointed", ["model.gradient_checkpointing=true"]))]
+    plain, checkpointed = (train_lines(r) for r in runs)
+    assert [r["step"] for r in plain] == [1, 2, 3] and plain[-1]["epoch"] == pytest.approx(1.0)
+    for a, b in zip(plain, checkpointed):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+    weights = [load_file(str(r / "final" / "adapter_model.safetensors")) for r in runs]
+    for name in weights[0]:
+        torch.testing.assert_close(weights[1][name], weights[0][name], rtol=0, atol=1e-6)
 
 
 def test_sft_stage_lowers_the_loss_on_answer_tokens(tmp_path, tiny_model_dir, pairs_file, home):

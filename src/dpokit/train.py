@@ -15,6 +15,7 @@ import math
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -252,7 +253,9 @@ def build_policy(config: Config, base_path: str, accelerator: "Accelerator"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if config.lora.enabled:
         set_seed(config.training.seed)  # the adapter's initial weights depend on the seed alone (as in TRL)
-        model = apply_lora(model, config.lora, quantised=quantised)
+        with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = apply_lora(model, config.lora, quantised=quantised)
     if not quantised:
         model.to(accelerator.device)
     return model
@@ -302,7 +305,11 @@ def write_run_files(run_dir: Path, config: Config, base: BaseModel, report: dict
     from dpokit.runs import write_run_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    # The run's settings, not how this invocation reached them (a resume or an overwrite).
+    kept = config.model_copy(deep=True)
+    kept.training.resume_from_checkpoint = None
+    kept.output.overwrite_output_dir = False
+    atomic_write_text(run_dir / "config.yaml", dump_config(kept))
     atomic_write_text(run_dir / "data_report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     reference = None
     if config.stage == "dpo":
@@ -514,8 +521,6 @@ def run_loop(session: Session, show_progress: bool) -> None:
             _roll_epoch_if_done(session)
     finally:
         bar.close()
-    if session.batches.data.eval and not _eval_due(session, state.global_step):
-        session.log.log(evaluate(session))  # a run with eval data always ends with an eval line
 
 
 def _roll_epoch_if_done(session: Session) -> None:
@@ -531,8 +536,11 @@ def _epoch_progress(session: Session) -> float:
 
 
 def _eval_due(session: Session, step: int) -> bool:
+    """Every ``eval_steps``, and at the last step (before its checkpoint, so a resumed run never repeats it)."""
+    if not session.batches.data.eval:
+        return False
     eval_steps = session.config.training.eval_steps
-    return bool(eval_steps) and step % eval_steps == 0
+    return step == session.plan.total_steps or (bool(eval_steps) and step % eval_steps == 0)
 
 
 def after_step(session: Session, step_metrics: dict[str, float], tokens: int, bar) -> None:
@@ -561,7 +569,7 @@ def after_step(session: Session, step_metrics: dict[str, float], tokens: int, ba
         session.log.log(record)
         state.log_window, state.log_window_steps = {}, 0
         session.window_start = time.perf_counter()
-    if session.batches.data.eval and _eval_due(session, step):
+    if _eval_due(session, step):
         session.log.log(evaluate(session))
     if training.save_steps and (step % training.save_steps == 0 or step == session.plan.total_steps):
         path = ckpt.save_checkpoint(session.accelerator, session.run_dir, session.model, session.optimizer,
