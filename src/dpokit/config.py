@@ -178,6 +178,12 @@ class TrainingConfig(_Section):
     logprob_chunk_size: int = Field(1024, gt=0)
     """Tokens per chunk when turning hidden states into label log-probs."""
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        # YAML reads a bare `no` (as in `mixed_precision: no`) as the boolean false.
+        return "no" if value is False else value
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _listify(cls, value: Any) -> Any:
