@@ -306,6 +306,19 @@ def test_gradient_checkpointing_changes_memory_not_numbers(tmp_path, tiny_model_
         torch.testing.assert_close(weights[1][name], weights[0][name], rtol=0, atol=1e-6)
 
 
+def test_bf16_mixed_precision_in_the_same_process_as_fp32_runs(tmp_path, tiny_model_dir, pairs_file, home):
+    """accelerate's settings are process-wide: a bf16 run after an fp32 one (and back) must still work,
+    and under autocast the policy's first forward equals the precomputed reference exactly."""
+    from dpokit.train import train
+
+    for name, precision in (("fp32", "no"), ("bf16", "bf16"), ("fp32-again", "no")):
+        run = train(tiny_config(tiny_model_dir, pairs_file, tmp_path / name,
+                                ["training.max_steps=2", f"training.mixed_precision={precision}"]), show_progress=False)
+        lines = train_lines(run)
+        assert len(lines) == 2 and lines[0]["loss"] == pytest.approx(LN2, abs=1e-5), name
+        assert load_config(run / "config.yaml").training.mixed_precision == precision
+
+
 def test_sft_stage_lowers_the_loss_on_answer_tokens(tmp_path, tiny_model_dir, pairs_file, home):
     from dpokit.train import train
 

@@ -109,6 +109,11 @@ def check_before_loading(config: Config) -> None:
     if (config.model.load_in_4bit or config.model.load_in_8bit) and not config.lora.enabled:
         raise DpokitError("model.load_in_4bit/8bit needs LoRA: quantised weights cannot be trained directly",
                           "set lora.enabled: true (QLoRA), or turn quantisation off for full fine-tuning")
+    if not config.lora.enabled and config.model.dtype == "float16" and resolve_mixed_precision(
+            config.training.mixed_precision) == "fp16":
+        raise DpokitError("full fine-tuning of float16 weights with fp16 mixed precision cannot work: the gradient "
+                          "scaler needs float32 weights to update",
+                          "set model.dtype: float32 (fp16 compute stays), or bfloat16 with training.mixed_precision: bf16")
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -126,7 +131,11 @@ def resolve_mixed_precision(setting: str) -> str:
 
 def make_accelerator(config: Config) -> "Accelerator":
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    # accelerate keeps its settings process-wide; a second train() in the same process (a
+    # notebook, a sweep) may ask for others. The distributed setup (PartialState) stays.
+    AcceleratorState._reset_state(reset_partial_state=False)
     return Accelerator(
         mixed_precision=resolve_mixed_precision(config.training.mixed_precision),
         gradient_accumulation_steps=config.training.gradient_accumulation_steps,
@@ -495,7 +504,10 @@ def run_loop(session: Session, show_progress: bool) -> None:
         while state.global_step < plan.total_steps:
             for batch in session.batches.train(state.epoch, skip=state.batches_in_epoch):
                 with accelerator.accumulate(model):
-                    loss, metrics = batch_loss(session, model, batch)
+                    # The whole loss under autocast, not just the model's forward: the chunked LM
+                    # head then runs at the forward's precision, as in the reference precompute.
+                    with accelerator.autocast():
+                        loss, metrics = batch_loss(session, model, batch)
                     accelerator.backward(loss)
                 state.batches_in_epoch += 1
                 for name, value in {"loss": loss, **metrics}.items():
@@ -591,7 +603,7 @@ def evaluate(session: Session) -> dict[str, Any]:
     pairs = torch.zeros((), device=accelerator.device)
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), accelerator.autocast():
             for batch in session.batches.eval():
                 loss, metrics = batch_loss(session, model, batch, split="eval")
                 n = batch["index"].numel()
