@@ -204,6 +204,25 @@ def test_logit_softcapping_and_scaling_are_honoured(kind, transform):
     torch.testing.assert_close(logps, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_a_model_run_under_bf16_autocast_passes_the_head_check():
+    # As accelerate's mixed precision does: the forward under autocast, outputs cast to fp32.
+    model = _small_model("llama").eval()
+    forward = model.forward
+
+    def autocast_forward(*args, **kwargs):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = forward(*args, **kwargs)
+        out["logits"] = out.logits.float()
+        return out
+
+    model.forward = autocast_forward
+    input_ids, attention_mask, loss_mask = _batch(300, seed=5)
+    with torch.no_grad():
+        expected, _ = naive_logps(model, input_ids, attention_mask, loss_mask)
+        logps, _ = sequence_logps(model, input_ids, attention_mask, loss_mask, chunk_size=5)
+    torch.testing.assert_close(logps, expected, rtol=2e-2, atol=0.1)
+
+
 def test_unknown_logit_post_processing_fails_clearly():
     model = _small_model("llama").eval()
     model.register_forward_hook(lambda _m, _a, out: out.__setitem__("logits", out.logits * 3.0) or out)

@@ -158,8 +158,9 @@ def _check_head_once(parts: _Parts, last_hidden: torch.Tensor, model_logits: tor
     with torch.no_grad():
         ours = parts.transform(parts.head(last_hidden).float())
         theirs = model_logits.float()
-        loose = last_hidden.dtype in (torch.float16, torch.bfloat16)
-        tolerance = (2e-2 if loose else 1e-4) * max(1.0, theirs.abs().max().item())
+        # Loose enough for a model that ran its head in bf16 (autocast, possibly with its
+        # outputs cast back to fp32); unknown scales and soft-caps miss by far more.
+        tolerance = 2e-2 * max(1.0, theirs.abs().max().item())
         error = (ours - theirs).abs().max().item()
     if error > tolerance:
         raise DpokitError(
