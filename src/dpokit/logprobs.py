@@ -214,9 +214,10 @@ def sequence_logps(
         chunk_size: tokens per head/log-softmax chunk.
 
     Returns:
-        ``(logps, counts)``: ``logps`` ``[N]`` float32 (float64 for a float64 model), the sum of ``log p(token | prefix)``
-        over each row's answer tokens (differentiable), and ``counts`` ``[N]`` long, how
-        many tokens were summed. Padding never counts, whatever ``loss_mask`` says there.
+        ``(logps, counts)``: ``logps`` ``[N]`` float32 (float64 for a float64 model), the
+        sum of ``log p(token | prefix)`` over each row's answer tokens (differentiable), and
+        ``counts`` ``[N]`` long, how many tokens were summed. Padding never counts, whatever
+        ``loss_mask`` says there.
     """
     parts = model_parts(model)
     hidden = _forward_hidden(model, parts, input_ids, attention_mask)  # [N, T, H]
