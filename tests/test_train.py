@@ -389,7 +389,8 @@ def test_cli_quickstart_example_on_smollm2_lowers_the_loss(tmp_path, smol_path, 
            f"data.train_files=[{data}]", "data.eval_files=[]", "data.max_length=48", "data.max_prompt_length=24",
            "training.max_steps=4", "training.per_device_train_batch_size=2", "training.learning_rate=2e-3",
            "training.lr_scheduler_type=constant", "training.warmup_ratio=0", "training.eval_steps=null",
-           "training.save_steps=null", "lora.dropout=0", f"output.output_dir={out}", "--no-progress"]
+           "training.save_steps=null", "training.logging_steps=1", "lora.dropout=0", f"output.output_dir={out}",
+           "--no-progress"]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
