@@ -163,9 +163,8 @@ def _peft_config(lora: LoraConfig):
 
 
 def run_trl(model_dir: str, tokenizer, out_dir, loss_type: list[str], loss_weights: Optional[list[float]],
-            dpo: DPOConfig, lora: Optional[LoraConfig], batch: int = BATCH, lr: float = LR,
-            pairs: Optional[list[PreferencePair]] = None):
-    """Train with TRL's DPOTrainer for STEPS steps of ``batch`` pairs (default PAIRS), in order; returns (Run, trainer)."""
+            dpo: DPOConfig, lora: Optional[LoraConfig], batch: int = BATCH, lr: float = LR):
+    """Train with TRL's DPOTrainer for STEPS steps of ``batch`` pairs, in dataset order; returns (Run, trainer)."""
     from datasets import Dataset
     from trl import DPOConfig as TRLConfig, DPOTrainer
 
@@ -177,7 +176,7 @@ def run_trl(model_dir: str, tokenizer, out_dir, loss_type: list[str], loss_weigh
         train_sampling_strategy="sequential", logging_steps=1, report_to="none", save_strategy="no",
         disable_tqdm=True, dataloader_num_workers=0,
     )
-    dataset = Dataset.from_list([p.to_json() for p in (PAIRS if pairs is None else pairs)])
+    dataset = Dataset.from_list([p.to_json() for p in PAIRS])
     trainer = DPOTrainer(model=_load_tiny(model_dir), args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=_peft_config(lora) if lora else None)
 
@@ -314,49 +313,3 @@ def test_sigmoid_lora_matches_trl(small_vocab, tmp_path, monkeypatch):
 def test_loss_variants_match_trl(case, small_vocab, tmp_path, monkeypatch):
     loss_type, weights, make_cfg = CASES[case]
     _compare(small_vocab, tmp_path, monkeypatch, loss_type, weights, make_cfg())
-
-
-def test_dpokit_train_matches_trl(small_vocab, tmp_path, monkeypatch):
-    """The real trainer (``dpokit.train``), not the bare loop, against TRL: full fine-tuning, sigmoid.
-
-    dpokit shuffles with a seeded order of its own; TRL is given the pairs in that order.
-    """
-    import json
-
-    from dpokit.config import build_config
-    from dpokit.data.load import write_pairs_jsonl
-    from dpokit.train import epoch_order, train
-
-    monkeypatch.setenv("DPOKIT_HOME", str(tmp_path / "home"))  # a cold reference cache
-    order = epoch_order(len(PAIRS), SEED, 0)
-    pairs_file = tmp_path / "pairs.jsonl"
-    write_pairs_jsonl(PAIRS, pairs_file)
-    dpo = DPOConfig(loss_type="sigmoid", beta=0.1)
-    config = build_config({
-        "stage": "dpo",
-        "model": {"name_or_path": small_vocab.model_dir, "dtype": "float32"},
-        "lora": {"enabled": False},
-        "data": {"train_files": [str(pairs_file)], "max_length": 1024},
-        "dpo": {"beta": dpo.beta, "loss_type": dpo.loss_type, "reference": "precompute"},
-        "training": {"max_steps": STEPS, "per_device_train_batch_size": BATCH, "learning_rate": LR,
-                     "lr_scheduler_type": "linear", "seed": SEED, "logging_steps": 1, "report_to": [],
-                     "max_grad_norm": 1.0, "mixed_precision": "no"},
-        "output": {"output_dir": str(tmp_path / "run")},
-    })
-    run_dir = train(config, show_progress=False)
-    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    logged = [m for m in logged if "loss" in m]
-    assert [m["step"] for m in logged] == list(range(1, STEPS + 1))
-
-    theirs, trainer = run_trl(small_vocab.model_dir, small_vocab.tokenizer, tmp_path / "trl", ["sigmoid"], None,
-                              dpo, lora=None, pairs=[PAIRS[i] for i in order])
-    _assert_same_ids(Setup(small_vocab.model_dir, small_vocab.tokenizer, [small_vocab.examples[i] for i in order]),
-                     trainer)
-    ours = [m["loss"] for m in logged]
-    assert ours[0] == pytest.approx(theirs.losses[0], abs=1e-6)
-    for step, (a, b) in enumerate(zip(ours, theirs.losses), start=1):
-        assert abs(a - b) <= 1e-4, f"step {step}: dpokit.train {a} vs TRL {b}"
-    for mine, trls, when in ((logged[0], theirs.metrics, "first"), (logged[-1], theirs.last_metrics, "last")):
-        for name, value in trls.items():
-            assert math.isclose(mine[name], value, rel_tol=1e-4, abs_tol=1e-6), f"{when} step: {name}"
-    assert abs(logged[-1]["rewards/chosen"]) + abs(logged[-1]["rewards/rejected"]) > 1e-3
