@@ -231,3 +231,13 @@ def sequence_logps(
     row_of_token = rows[label_mask.to(head_device)]  # [M]
     logps = token_logps.new_zeros(input_ids.shape[0]).index_add(0, row_of_token, token_logps)
     return logps, label_mask.sum(dim=1).to(head_device)
+
+
+def batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-answer summed log-probs and token counts of a batch from :mod:`dpokit.data.collate`.
+
+    The layout-aware entry point: ``[2B]`` values (chosen answers, then rejected) for a
+    preference batch, ``[B]`` for an SFT batch. A new batch layout (e.g. prefix-shared
+    packing) changes the collate functions and this function, not their callers.
+    """
+    return sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"], chunk_size)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import torch
 
-from dpokit.logprobs import sequence_logps
+from dpokit.logprobs import batch_logps
 from dpokit.losses import LOSSES, MEAN_LOGP_LOSSES, REFERENCE_FREE_LOSSES
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def policy_logps(model: torch.nn.Module, batch: dict[str, Tensor], chunk_size: i
 
     Call it under ``torch.no_grad()`` to precompute reference log-probs or to evaluate.
     """
-    logps, counts = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"], chunk_size)
+    logps, counts = batch_logps(model, batch, chunk_size)
     chosen, rejected = logps.chunk(2)
     chosen_counts, rejected_counts = counts.chunk(2)
     return PolicyLogps(chosen, rejected, chosen_counts, rejected_counts)
@@ -132,7 +132,7 @@ def sft_batch_loss(model: torch.nn.Module, batch: dict[str, Tensor], chunk_size:
     batch (0-dim, differentiable); ``metrics`` detached: ``nll_loss`` (the same value),
     ``logps/chosen`` (mean summed answer log-prob) and ``num_tokens`` (answer tokens).
     """
-    logps, counts = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"], chunk_size)
+    logps, counts = batch_logps(model, batch, chunk_size)
     total = counts.sum()
     loss = -logps.sum() / total.clamp(min=1)
     return loss, {"nll_loss": loss.detach(), "logps/chosen": logps.detach().mean(), "num_tokens": total}

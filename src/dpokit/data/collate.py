@@ -3,9 +3,9 @@
 Today a batch of ``B`` preference pairs is ``2B`` right-padded rows: rows ``0..B-1`` are
 ``prompt + chosen`` and rows ``B..2B-1`` are ``prompt + rejected`` (the layout TRL's
 DPOTrainer uses too). ``loss_mask`` marks the answer tokens, i.e. the tokens whose
-log-probability is scored. :func:`dpokit.logprobs.sequence_logps` is the only reader of
-this layout; a move to padding-free, prefix-shared packing changes this module and that
-function and nothing else.
+log-probability is scored. :func:`dpokit.logprobs.batch_logps` is the only reader of
+this layout; a move to padding-free, prefix-shared packing changes this module and
+:mod:`dpokit.logprobs` and nothing else.
 
 An example is anything with ``prompt_ids``, ``chosen_ids`` and ``rejected_ids`` lists of
 ints (``dpokit.data.tokenize.TokenizedPair``), or an ``(index, pair)`` tuple, where
