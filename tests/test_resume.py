@@ -69,15 +69,16 @@ def _without_timing(record: dict) -> dict:
 def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_model_dir, home):
     """Uninterrupted run vs. a CLI run SIGKILLed once a checkpoint exists and resumed with `latest`.
 
-    LoRA dropout on, gradient accumulation 2, an epoch boundary inside the run and eval
-    lines: everything that draws random numbers or depends on the data position.
+    LoRA dropout on, gradient accumulation 2, epoch boundaries, eval lines and a logging
+    window that straddles checkpoints: everything that draws random numbers or depends on
+    the position in the data or in the log.
     """
     from dpokit.train import train
 
     data = write_pairs(tmp_path / "pairs.jsonl", 10)
     settings = ["lora.dropout=0.1", "training.max_steps=8", "training.save_steps=2", "training.save_total_limit=2",
                 "training.gradient_accumulation_steps=2", "data.eval_fraction=0.2", "training.eval_steps=3",
-                "training.learning_rate=2e-3"]
+                "training.learning_rate=2e-3", "training.logging_steps=3"]
     # 8 train pairs, 2 per micro-batch, 2 micro-batches per step: 2 steps per epoch.
     reference_run = train(tiny_config(tiny_model_dir, data, tmp_path / "whole", settings), show_progress=False)
     assert [p.name for p in ckpt.list_checkpoints(reference_run)] == ["checkpoint-6", "checkpoint-8"]
@@ -115,6 +116,7 @@ def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_m
     got = [_without_timing(r) for r in read_lines(out)]
     assert [r for r in got if r["step"] > k] == [r for r in expected if r["step"] > k]
     assert got == expected  # the lines up to k, written before the kill, too: one clean log
+    assert [r["step"] for r in got if "loss" in r] == [3, 6, 8]
     assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint-6", "checkpoint-8"]
     state = json.loads((out / "checkpoints" / "checkpoint-8" / ckpt.TRAINER_STATE).read_text())
     assert state["global_step"] == 8 and state["epoch"] == 4 and state["batches_in_epoch"] == 0
