@@ -66,7 +66,7 @@ def train(config: Config, *, show_progress: bool = True) -> Path:
         show_progress, say=partial(say, accelerator))
 
     # optimisation
-    plan = plan_steps(config, len(data.train), accelerator)
+    plan = plan_steps(config, batches_per_epoch=len(batches.train(epoch=0)))
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, plan.total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -409,17 +409,16 @@ class StepPlan:
     total_steps: int
 
 
-def plan_steps(config: Config, num_pairs: int, accelerator: "Accelerator") -> StepPlan:
+def plan_steps(config: Config, batches_per_epoch: int) -> StepPlan:
+    """Steps from this process's micro-batches per epoch (the prepared loader's length)."""
     training = config.training
-    global_batches = math.ceil(num_pairs / training.per_device_train_batch_size)
-    batches = math.ceil(global_batches / accelerator.num_processes)  # accelerate evens the shards out
     # A last, shorter accumulation at an epoch's end still makes a step (accelerate syncs there).
-    steps_per_epoch = math.ceil(batches / training.gradient_accumulation_steps)
+    steps_per_epoch = math.ceil(batches_per_epoch / training.gradient_accumulation_steps)
     if training.max_steps > 0:
         total = training.max_steps
     else:
         total = max(1, math.ceil(training.num_train_epochs * steps_per_epoch))
-    return StepPlan(batches, steps_per_epoch, total)
+    return StepPlan(batches_per_epoch, steps_per_epoch, total)
 
 
 # ---------------------------------------------------------------- the loop
@@ -530,7 +529,10 @@ def run_loop(session: Session, show_progress: bool) -> None:
                 after_step(session, step_metrics, step_tokens, bar)
                 if state.global_step >= plan.total_steps:
                     break
-            _roll_epoch_if_done(session)
+            else:  # the epoch's batches are used up (after_step has usually moved on already)
+                if state.batches_in_epoch:
+                    state.epoch += 1
+                    state.batches_in_epoch = 0
     finally:
         bar.close()
 
