@@ -210,6 +210,15 @@ def test_run_dir_holds_config_run_json_report_and_events(dpo_run, tiny_model_dir
     assert [p.name for p in sorted((run_dir / "checkpoints").iterdir())] == ["checkpoint-4", "checkpoint-8"]
 
 
+def test_training_ends_with_charts_and_a_model_card(dpo_run):
+    run_dir, _ = dpo_run
+    series = json.loads((run_dir / "plots" / "series.json").read_text())
+    assert series["loss"]["train loss"]["step"] == [r["step"] for r in train_lines(run_dir)]
+    assert (run_dir / "plots" / "rewards.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (run_dir / "README.md").read_text()
+    assert "plots/loss.png" in card and "rewards/accuracies" in card
+
+
 def test_metrics_have_trl_names_and_dpo_starts_at_ln2(dpo_run):
     run_dir, _ = dpo_run
     lines = train_lines(run_dir)

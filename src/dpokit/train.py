@@ -88,7 +88,21 @@ def train(config: Config, *, show_progress: bool = True) -> Path:
     # save
     final = ckpt.save_final(accelerator, model, tokenizer, run_dir, FINAL_DIR)
     say(accelerator, f"saved {final}")
+    if accelerator.is_main_process:
+        write_report_files(run_dir, accelerator)
     return run_dir
+
+
+def write_report_files(run_dir: Path, accelerator: "Accelerator") -> None:
+    """Charts and the model card; a failure here never loses the trained model."""
+    from dpokit.model_card import write_model_card
+    from dpokit.plot import plot_run
+
+    try:
+        plot_run(run_dir)
+    except DpokitError as err:  # e.g. nothing logged in a zero-step run
+        say(accelerator, f"no charts: {err.message}")
+    say(accelerator, f"model card: {write_model_card(run_dir)}")
 
 
 # ---------------------------------------------------------------- setup
