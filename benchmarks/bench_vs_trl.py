@@ -7,7 +7,8 @@ pair is seen once). Each side runs in its own child process so that peak RSS is 
 
 Measured per side, from model load to trained adapter: wall time, CPU time (user + system;
 the fairer figure on a shared machine), real tokens per second (the 2N prompt+answer
-sequences without padding: identical for all sides), peak RSS, and the step losses.
+sequences without padding: identical for all sides), peak RSS, and the step losses (TRL
+reads the pairs in dpokit's shuffled order, so the losses should agree).
 
 Sides: ``trl`` (TRL's defaults: gradient checkpointing on, the reference re-scored every
 step with the adapter off), ``trl-tuned`` (gradient checkpointing off), ``dpokit``
@@ -72,7 +73,10 @@ def run_trl(pairs_file: Path, model_path: str, steps: int, tuned: bool, work: Pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    from dpokit.train import epoch_order
+
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
+    rows = [rows[i] for i in epoch_order(len(rows), SEED, 0)]  # dpokit's batches, so the losses can be compared
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     start, cpu = time.perf_counter(), cpu_seconds()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -80,7 +84,7 @@ def run_trl(pairs_file: Path, model_path: str, steps: int, tuned: bool, work: Pa
     args = DPOConfig(
         output_dir=str(work / "trl-out"), per_device_train_batch_size=BATCH, max_steps=steps, learning_rate=LR,
         lr_scheduler_type="linear", beta=BETA, max_length=MAX_LENGTH, seed=SEED, bf16=False, use_cpu=True,
-        logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+        logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True, train_sampling_strategy="sequential",
         **({"gradient_checkpointing": False} if tuned else {}),
     )
     peft = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
@@ -176,9 +180,9 @@ def main() -> None:
                 continue
             results[side] = json.loads(out.read_text())
             r = results[side]
-            print(f"{side:>10}: wall {r['wall_s']:7.1f} s  CPU {r['cpu_s']:7.1f} s  {tokens / r['wall_s']:6.1f} tokens/s "
-                  f"(wall)  peak RSS {r['peak_rss_mb']:6.0f} MB  loss {r['losses'][0]:.4f} -> {r['losses'][-1]:.4f}",
-                  flush=True)
+            print(f"{side:>10}: wall {r['wall_s']:6.1f} s ({tokens / r['wall_s']:5.1f} tokens/s), CPU {r['cpu_s']:6.1f} s "
+                  f"({tokens / r['cpu_s']:5.1f} tokens/CPU-s), peak RSS {r['peak_rss_mb']:6.0f} MB, "
+                  f"loss {r['losses'][0]:.4f} -> {r['losses'][-1]:.4f}", flush=True)
     for ours_name in ("dpokit", "dpokit-gc"):
         for peer_name in ("trl", "trl-tuned"):
             if ours_name in results and peer_name in results:
