@@ -1,0 +1,135 @@
+"""`dpokit quickstart`: the whole pipeline on the embedded defaults, before -> after.
+
+DPO with LoRA on SmolLM2-135M-Instruct over the bundled demo set (decline harmful
+requests with a helpful redirection, answer benign ones fully), then the held-out
+preference accuracy and three held-out answers, before and after training.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from dpokit.config import Config, build_config
+
+# The quickstart run; examples/quickstart.yaml holds the same settings for `dpokit train`
+# (a test keeps the two equal).
+QUICKSTART_SETTINGS: dict[str, Any] = {
+    "stage": "dpo",
+    "model": {"name_or_path": "smollm2-135m-instruct"},
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
+    "data": {"train_files": ["demo:train"], "eval_files": ["demo:heldout"], "max_length": 256,
+             "max_prompt_length": 128},
+    "dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "precompute"},
+    "training": {"learning_rate": 5.0e-4, "num_train_epochs": 1, "per_device_train_batch_size": 4,
+                 "per_device_eval_batch_size": 16, "gradient_accumulation_steps": 1,
+                 "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "logging_steps": 5,
+                 "save_total_limit": 1, "seed": 42, "report_to": ["tensorboard"]},
+    "output": {"output_dir": "runs/quickstart"},
+}
+
+SHOWN_PROMPTS = 3
+MAX_NEW_TOKENS = 64
+
+
+def quickstart_config(output_dir: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
+    config = build_config(QUICKSTART_SETTINGS, overrides, where="quickstart")
+    if output_dir:
+        config.output.output_dir = output_dir
+    return config
+
+
+def demo_prompts(count: int = SHOWN_PROMPTS) -> list[list[dict[str, str]]]:
+    """The first ``count`` held-out demo prompts, as single-turn message lists."""
+    text = resources.files("dpokit.data.demo").joinpath("prompts.jsonl").read_text(encoding="utf-8")
+    records = [json.loads(line) for line in text.splitlines() if line.strip()][:count]
+    return [[{"role": "user", "content": r["prompt"]}] for r in records]
+
+
+def _free(model) -> None:
+    del model
+    gc.collect()
+
+
+def _evaluate(ref: str, pairs, data_cfg, prompts, *, reference) -> tuple[dict, list[str]]:
+    """Score held-out pairs and answer the shown prompts with one loaded model."""
+    from dpokit.evaluate import evaluate_preferences
+    from dpokit.generate import generate_answers
+    from dpokit.runs import load_for_inference
+
+    model, tokenizer, _ = load_for_inference(ref)
+    scores = evaluate_preferences(model, tokenizer, pairs, data_cfg, reference=reference, batch_size=16)
+    answers = generate_answers(model, tokenizer, prompts, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    _free(model)
+    return scores, answers
+
+
+def _pct(value: Optional[float]) -> str:
+    return "  n/a" if value is None else f"{100 * value:5.1f}%"
+
+
+def format_summary(before: dict, after: dict, prompts, answers_before, answers_after, run_dir: Path,
+                   minutes: float) -> str:
+    rows = [
+        ("log-prob accuracy (chosen > rejected)", before["logprob_accuracy"], after["logprob_accuracy"]),
+        ("  per token", before["logprob_accuracy_per_token"], after["logprob_accuracy_per_token"]),
+        ("DPO reward accuracy (vs reference)", None, after["reward_accuracy"]),
+    ]
+    lines = [f"Held-out preference accuracy ({after['pairs']} pairs the model never trained on):", ""]
+    lines.append(f"  {'':40s} {'before':>7s}    {'after':>7s}")
+    for name, b, a in rows:
+        lines.append(f"  {name:40s} {_pct(b):>7s} -> {_pct(a):>7s}")
+    if after.get("margin_mean") is not None:
+        low, high = after["margin_ci95"]
+        lines.append(f"  {'mean reward margin (95% CI)':40s} {after['margin_mean']:+.3f} [{low:+.3f}, {high:+.3f}]")
+    for category, scores in (after.get("by_category", {}).get("category") or {}).items():
+        b = (before.get("by_category", {}).get("category") or {}).get(category, {})
+        lines.append(f"  {'log-prob accuracy, ' + category:40s} {_pct(b.get('logprob_accuracy')):>7s} -> "
+                     f"{_pct(scores.get('logprob_accuracy')):>7s}")
+    lines.append("")
+    for messages, old, new in zip(prompts, answers_before, answers_after):
+        lines.append(f"Prompt: {messages[-1]['content']}")
+        lines.append(f"  before: {old}")
+        lines.append(f"  after:  {new}")
+        lines.append("")
+    lines.append(f"Run directory: {run_dir}  ({minutes:.1f} min)")
+    lines.append(f"  chat with it:  dpokit chat {run_dir}")
+    lines.append(f"  merge it:      dpokit merge {run_dir} --out {run_dir}/merged")
+    return "\n".join(lines)
+
+
+def run_quickstart(output_dir: Optional[str] = None, overrides: Optional[list[str]] = None,
+                   show_progress: bool = True) -> dict[str, Any]:
+    """Train on the embedded defaults and report before -> after; returns the figures."""
+    from dpokit.data.load import load_preference_data
+    from dpokit.models import resolve_model_path
+    from dpokit.train import train
+
+    start = time.perf_counter()
+    config = quickstart_config(output_dir, overrides)
+    base = resolve_model_path(config.model.name_or_path)
+    heldout = load_preference_data(config.data.eval_files).pairs
+    prompts = demo_prompts()
+
+    print(f"dpokit quickstart: DPO + LoRA on {config.model.name_or_path}, demo preference set", flush=True)
+    print(f"Scoring {len(heldout)} held-out pairs and {len(prompts)} prompts with the base model...", flush=True)
+    before, answers_before = _evaluate(base, heldout, config.data, prompts, reference=None)
+
+    run_dir = train(config, show_progress=show_progress)
+
+    print("Scoring the tuned model...", flush=True)
+    after, answers_after = _evaluate(str(run_dir), heldout, config.data, prompts, reference="adapter")
+    minutes = (time.perf_counter() - start) / 60
+    summary = {
+        "run_dir": str(run_dir), "minutes": round(minutes, 2), "before": before, "after": after,
+        "answers": [{"prompt": p[-1]["content"], "before": b, "after": a}
+                    for p, b, a in zip(prompts, answers_before, answers_after)],
+    }
+    (Path(run_dir) / "quickstart.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    print()
+    print(format_summary(before, after, prompts, answers_before, answers_after, Path(run_dir), minutes))
+    return summary

@@ -1,0 +1,54 @@
+"""`dpokit quickstart`: its settings, its summary, and a short real run on the embedded model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dpokit.cli import main
+from dpokit.commands.quickstart import free_run_dir
+from dpokit.config import load_config
+from dpokit.quickstart import demo_prompts, quickstart_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_examples_quickstart_yaml_is_what_quickstart_runs():
+    assert load_config(REPO / "examples" / "quickstart.yaml") == quickstart_config()
+
+
+def test_shown_prompts_are_held_out():
+    from dpokit.data.load import load_preference_data
+
+    train_prompts = {p.prompt[-1]["content"] for p in load_preference_data(["demo:train"]).pairs}
+    shown = demo_prompts()
+    assert len(shown) == 3
+    assert not {m[-1]["content"] for m in shown} & train_prompts
+
+
+def test_free_run_dir_never_reuses_a_non_empty_dir(tmp_path):
+    base = tmp_path / "runs" / "quickstart"
+    assert free_run_dir(str(base)) == str(base)
+    base.mkdir(parents=True)
+    assert free_run_dir(str(base)) == str(base)  # empty: fine to use
+    (base / "config.yaml").write_text("x")
+    assert free_run_dir(str(base)) == f"{base}-2"
+
+
+def test_short_quickstart_run_reports_before_and_after(tmp_path, capsys):
+    out = tmp_path / "qs"
+    code = main(["quickstart", "--out", str(out), "--no-progress",
+                 "training.max_steps=3", "data.max_samples=12", "training.learning_rate=1e-3"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "quickstart.json").read_text())
+    before, after = summary["before"], summary["after"]
+    assert before["pairs"] == after["pairs"] > 40
+    assert before["reward_accuracy"] is None and after["reward_accuracy"] is not None
+    assert before["tokenization"]["fingerprint"] == after["tokenization"]["fingerprint"]
+    assert len(summary["answers"]) == 3 and all(a["before"] and a["after"] for a in summary["answers"])
+    assert "Held-out preference accuracy" in printed and f"Run directory: {out}" in printed
+    assert (out / "final" / "adapter_config.json").is_file()
+    assert (out / "README.md").is_file()
