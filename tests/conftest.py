@@ -97,3 +97,15 @@ def tiny_lora_run(tmp_path_factory, tiny_model_dir, tokenizer) -> Path:
                 "dpokit_version": __version__}
     (run_dir / "run.json").write_text(json.dumps(run_json), encoding="utf-8")
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads; on a shared 2-core machine contention slows them ~3x.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -34,13 +34,7 @@ JSON_KEYS = {"pairs", "reward_accuracy", "logprob_accuracy", "logprob_accuracy_p
              "margin_mean", "margin_ci95", "by_category"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core machine they only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------- oracle

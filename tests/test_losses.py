@@ -13,13 +13,7 @@ from dpokit.losses import LOSSES, MEAN_LOGP_LOSSES, REFERENCE_FREE_LOSSES  # noq
 from dpokit.objective import chosen_nll, dpo_batch_loss, policy_logps, sft_batch_loss  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core machine contention made these tests ~3x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Two pairs of log-probs: policy chosen/rejected, reference chosen/rejected.
 PC, PR, RC, RR = [-3.0, -10.0], [-5.0, -4.0], [-4.0, -9.0], [-4.5, -6.0]

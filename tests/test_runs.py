@@ -13,13 +13,7 @@ from dpokit.errors import DpokitError
 from dpokit.runs import list_checkpoints, load_for_inference, open_model_or_run, write_run_json
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core machine contention slows them down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _copy_run(src: Path, dst: Path) -> Path:
