@@ -38,14 +38,22 @@ def test_free_run_dir_never_reuses_a_non_empty_dir(tmp_path):
 
 
 def test_short_quickstart_run_reports_before_and_after(tmp_path, capsys):
+    from importlib import resources
+
+    # A short run: 12 training pairs, 3 steps, and 8 of the held-out pairs (the real run uses all).
+    heldout = [json.loads(line) for line in
+               resources.files("dpokit.data.demo")
+               .joinpath("heldout.jsonl").read_text(encoding="utf-8").splitlines()[:8]]
+    small = tmp_path / "heldout8.jsonl"
+    small.write_text("".join(json.dumps(r) + "\n" for r in heldout))
     out = tmp_path / "qs"
-    code = main(["quickstart", "--out", str(out), "--no-progress",
+    code = main(["quickstart", "--out", str(out), "--no-progress", f"data.eval_files=[{small}]",
                  "training.max_steps=3", "data.max_samples=12", "training.learning_rate=1e-3"])
     assert code == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "quickstart.json").read_text())
     before, after = summary["before"], summary["after"]
-    assert before["pairs"] == after["pairs"] > 40
+    assert before["pairs"] == after["pairs"] == 8
     assert before["reward_accuracy"] is None and after["reward_accuracy"] is not None
     assert before["tokenization"]["fingerprint"] == after["tokenization"]["fingerprint"]
     assert len(summary["answers"]) == 3 and all(a["before"] and a["after"] for a in summary["answers"])
