@@ -12,7 +12,7 @@ reads the pairs in dpokit's shuffled order, so the losses should agree).
 
 Sides: ``trl`` (TRL's defaults: gradient checkpointing on, the reference re-scored every
 step with the adapter off), ``trl-tuned`` (gradient checkpointing off), ``dpokit``
-(``dpokit.train.train`` with its defaults: reference log-probs precomputed once on a cold
+(``dpokit.recipe.train`` with its defaults: reference log-probs precomputed once on a cold
 cache, chunked log-probs, no gradient checkpointing) and ``dpokit-gc`` (the same with
 gradient checkpointing, TRL's default memory regime).
 
@@ -73,7 +73,7 @@ def run_trl(pairs_file: Path, model_path: str, steps: int, tuned: bool, work: Pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from dpokit.train import epoch_order
+    from dpokit.recipe import epoch_order
 
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
     rows = [rows[i] for i in epoch_order(len(rows), SEED, 0)]  # dpokit's batches, so the losses can be compared
@@ -100,7 +100,7 @@ def run_trl(pairs_file: Path, model_path: str, steps: int, tuned: bool, work: Pa
 def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkpointing: bool) -> dict:
     os.environ["DPOKIT_HOME"] = str(work / "dpokit-home")  # a cold reference cache
     from dpokit.config import build_config
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     config = build_config({
         "stage": "dpo",

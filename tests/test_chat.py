@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from dpokit.chat import ChatSession, run_chat
-from dpokit.generate import SamplingSettings, generate_answers, render_prompt_ids
+from dpokit.generate import SamplingSettings, generate_answers
+from dpokit.render import Renderer
 
 GREEDY = SamplingSettings(max_new_tokens=12, do_sample=False)
 
@@ -69,7 +70,7 @@ def test_long_history_drops_oldest_turns_to_fit_the_context(lively, monkeypatch)
     for i in range(6):
         session.history += [{"role": "user", "content": f"question {i} " * 10}, {"role": "assistant", "content": f"answer {i} " * 10}]
     session.history.append({"role": "user", "content": "last question"})
-    full = len(render_prompt_ids(tokenizer, session.messages()))
+    full = len(Renderer(tokenizer).prompt_ids(session.messages()))
     monkeypatch.setattr(model.config, "max_position_embeddings", full // 2 + GREEDY.max_new_tokens)
     ids = session._prompt_ids()
     assert len(ids) + GREEDY.max_new_tokens <= model.config.max_position_embeddings

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dpokit import compare as compare_mod
+from dpokit import comparison as compare_mod
 from dpokit.cli import main
-from dpokit.compare import (
+from dpokit.comparison import (
     compare, judge_answers, load_prompts, render_html, wilson_interval, win_rate, write_report,
 )
 from dpokit.errors import DpokitError

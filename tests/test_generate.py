@@ -18,8 +18,8 @@ from dpokit.generate import (
     left_pad,
     read_prompt_records,
     read_prompts,
-    render_prompt_ids,
 )
+from dpokit.render import Renderer
 
 PROMPTS = [
     [{"role": "user", "content": "Name a fruit."}],
@@ -63,7 +63,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 def test_prompt_is_rendered_with_the_chat_template(tokenizer):
-    ids = render_prompt_ids(tokenizer, PROMPTS[0])
+    ids = Renderer(tokenizer).prompt_ids(PROMPTS[0])
     text = tokenizer.decode(ids)
     assert text.startswith("<|im_start|>system\n")  # SmolLM2's template adds its default system prompt
     assert "<|im_start|>user\nName a fruit.<|im_end|>\n" in text
@@ -82,7 +82,7 @@ def test_left_pad():
 
 def _greedy_by_hand(model, tokenizer, messages, steps: int) -> str:
     """Argmax decoding with full forward passes, no padding, no generate()."""
-    ids = render_prompt_ids(tokenizer, messages)
+    ids = Renderer(tokenizer).prompt_ids(messages)
     new = []
     with torch.no_grad():
         for _ in range(steps):

@@ -10,7 +10,7 @@ import pytest
 from dpokit.cli import main
 from dpokit.commands.quickstart import free_run_dir
 from dpokit.config import load_config
-from dpokit.quickstart import demo_prompts, quickstart_config
+from dpokit.before_after import demo_prompts, quickstart_config
 
 REPO = Path(__file__).resolve().parents[1]
 

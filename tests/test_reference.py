@@ -17,7 +17,7 @@ from test_train import LN2, home, one_thread, pairs_file, tiny_config, train_lin
 
 
 def _train(config):
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     return train(config, show_progress=False)
 

@@ -73,7 +73,7 @@ def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_m
     window that straddles checkpoints: everything that draws random numbers or depends on
     the position in the data or in the log.
     """
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     data = write_pairs(tmp_path / "pairs.jsonl", 10)
     settings = ["lora.dropout=0.1", "training.max_steps=8", "training.save_steps=2", "training.save_total_limit=2",

@@ -135,7 +135,7 @@ def test_examples_cover_the_documented_setups():
     (["training.resume_from_checkpoint=latest"], "no checkpoint in"),
 ])
 def test_user_errors_come_before_any_loading(overrides, expected, tmp_path, pairs_file, monkeypatch):
-    from dpokit import train as train_mod
+    from dpokit import recipe as train_mod
 
     if "load_in_4bit" in expected and torch.cuda.is_available():
         pytest.skip("4-bit loading is possible on this machine")
@@ -149,7 +149,7 @@ def test_user_errors_come_before_any_loading(overrides, expected, tmp_path, pair
 def test_wandb_without_the_package_is_a_clear_error(tmp_path, pairs_file):
     import importlib.util
 
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
@@ -159,7 +159,7 @@ def test_wandb_without_the_package_is_a_clear_error(tmp_path, pairs_file):
 
 
 def test_nonempty_output_dir_is_refused_and_left_alone(tmp_path, pairs_file, home):
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     out = tmp_path / "run"
     out.mkdir()
@@ -182,7 +182,7 @@ def dpo_run(tmp_path_factory, tiny_model_dir):
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        from dpokit.train import train
+        from dpokit.recipe import train
 
         config = tiny_config(tiny_model_dir, data, tmp / "run", [
             "training.max_steps=8", "data.eval_fraction=0.25", "training.eval_steps=4", "training.save_steps=4",
@@ -270,7 +270,7 @@ def test_final_adapter_loads_with_peft_and_keeps_the_chat_template(dpo_run, tiny
 def test_full_finetune_with_accumulation_writes_a_model_dir(tmp_path, tiny_model_dir, pairs_file, home):
     from transformers import AutoModelForCausalLM
 
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     out = tmp_path / "run"
     out.mkdir()
@@ -300,7 +300,7 @@ def test_full_finetune_with_accumulation_writes_a_model_dir(tmp_path, tiny_model
 def test_gradient_checkpointing_changes_memory_not_numbers(tmp_path, tiny_model_dir, pairs_file, home):
     from safetensors.torch import load_file
 
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     # No max_steps: one epoch of 12 pairs in batches of 4 is 3 steps.
     common = ["training.max_steps=-1", "training.num_train_epochs=1", "training.per_device_train_batch_size=4"]
@@ -318,7 +318,7 @@ def test_gradient_checkpointing_changes_memory_not_numbers(tmp_path, tiny_model_
 def test_bf16_mixed_precision_in_the_same_process_as_fp32_runs(tmp_path, tiny_model_dir, pairs_file, home):
     """accelerate's settings are process-wide: a bf16 run after an fp32 one (and back) must still work,
     and under autocast the policy's first forward equals the precomputed reference exactly."""
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     for name, precision in (("fp32", "no"), ("bf16", "bf16"), ("fp32-again", "no")):
         run = train(tiny_config(tiny_model_dir, pairs_file, tmp_path / name,
@@ -329,7 +329,7 @@ def test_bf16_mixed_precision_in_the_same_process_as_fp32_runs(tmp_path, tiny_mo
 
 
 def test_sft_stage_lowers_the_loss_on_answer_tokens(tmp_path, tiny_model_dir, pairs_file, home):
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     # Full fine-tuning: a LoRA on a random 64-wide model barely moves (SFT + LoRA: test_reference.py).
     config = tiny_config(tiny_model_dir, pairs_file, tmp_path / "sft", [

@@ -198,7 +198,7 @@ def run_trl(model_dir: str, tokenizer, out_dir, loss_type: list[str], loss_weigh
 
 def run_dpokit_train(setup: "Setup", out_dir, dpo: DPOConfig, lora: Optional[LoraConfig], monkeypatch,
                      batch: int = BATCH, lr: float = LR) -> Run:
-    """dpokit's real trainer (``dpokit.train.train``) with TRL's optimiser settings, for STEPS steps.
+    """dpokit's real trainer (``dpokit.recipe.train``) with TRL's optimiser settings, for STEPS steps.
 
     The data file lists PAIRS so that dpokit's epoch-0 shuffle (a pure function of the seed)
     yields them in PAIRS order, the order TRL reads them in. Reference log-probs are
@@ -212,7 +212,7 @@ def run_dpokit_train(setup: "Setup", out_dir, dpo: DPOConfig, lora: Optional[Lor
 
     from dpokit import objective
     from dpokit.config import build_config
-    from dpokit.train import epoch_order, train
+    from dpokit.recipe import epoch_order, train
 
     monkeypatch.setenv("DPOKIT_HOME", str(out_dir / "dpokit-home"))  # a private reference cache
     rows: list = [None] * len(PAIRS)

@@ -12,7 +12,8 @@ import sys
 import threading
 from typing import Callable, Iterator, Optional, TextIO
 
-from dpokit.generate import Message, SamplingSettings, generation_config, model_device, render_prompt_ids
+from dpokit.generate import Message, SamplingSettings, generation_config, model_device
+from dpokit.render import as_renderer
 
 HELP = """commands:
   /system TEXT   set the system prompt (keeps the history); /system alone shows it
@@ -24,12 +25,15 @@ HELP = """commands:
 class ChatSession:
     """A conversation with one model: history, system prompt, streamed replies."""
 
-    def __init__(self, model, tokenizer, settings: SamplingSettings, system: Optional[str] = None,
+    def __init__(self, model, renderer, settings: SamplingSettings, system: Optional[str] = None,
                  seed: Optional[int] = None):
+        """``renderer``: the model's :class:`~dpokit.render.Renderer` (or a bare tokenizer);
+        ``system`` defaults to the run's own system prompt."""
         self.model = model
-        self.tokenizer = tokenizer
+        self.renderer = as_renderer(renderer)
+        self.tokenizer = self.renderer.tokenizer
         self.settings = settings
-        self.system = system
+        self.system = system if system is not None else self.renderer.system_prompt
         self.history: list[Message] = []
         self.seed = seed
         self._stop = threading.Event()
@@ -49,11 +53,11 @@ class ChatSession:
     def _prompt_ids(self) -> list[int]:
         """The conversation's tokens, dropping the oldest turns if it outgrows the context."""
         limit = getattr(self.model.config, "max_position_embeddings", None)
-        ids = render_prompt_ids(self.tokenizer, self.messages())
+        ids = self.renderer.prompt_ids(self.messages())
         while limit and len(ids) + self.settings.max_new_tokens > limit and len(self.history) > 1:
             # Drop the oldest user turn and the answer that followed it.
             del self.history[:2]
-            ids = render_prompt_ids(self.tokenizer, self.messages())
+            ids = self.renderer.prompt_ids(self.messages())
         return ids
 
     def reply_stream(self, user_text: str) -> Iterator[str]:

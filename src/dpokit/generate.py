@@ -1,9 +1,9 @@
-"""Batched generation with the model's chat template, and reading prompt files.
+"""Batched generation, and reading prompt files.
 
-Prompts are message lists (``[{"role": "user", "content": ...}]``). Each is rendered with
-the tokenizer's chat template (``add_generation_prompt=True``) and the batch is padded
-on the *left*, so every row's next token is at the same position and ``generate`` can
-append to all rows at once.
+Prompts are message lists (``[{"role": "user", "content": ...}]``). Each is rendered by
+:mod:`dpokit.render` exactly as training rendered it (the run's chat template setting and
+system prompt), and the batch is padded on the *left*, so every row's next token is at
+the same position and ``generate`` can append to all rows at once.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from dpokit.errors import DpokitError, location
+from dpokit.render import as_renderer, with_system_prompt
 
 if TYPE_CHECKING:
     import torch
@@ -83,20 +84,6 @@ def generation_config(model, tokenizer, settings: SamplingSettings, num_return_s
     return GenerationConfig(**kwargs)
 
 
-def render_prompt_ids(tokenizer, messages: Sequence[Message]) -> list[int]:
-    """Token ids of a conversation ready for the assistant's reply.
-
-    With a chat template: the rendered text with the generation prompt, tokenised
-    without extra special tokens (the template already has them). Without one: the
-    turns' text joined by blank lines, with the tokenizer's own special tokens.
-    """
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-    return tokenizer(text)["input_ids"]
-
-
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple["torch.Tensor", "torch.Tensor"]:
     """``(input_ids [B, T], attention_mask [B, T])``, padded on the left to the longest row."""
     import torch
@@ -117,7 +104,7 @@ def model_device(model) -> "torch.device":
 
 def generate_candidates(
     model,
-    tokenizer,
+    renderer,
     prompts: Sequence[Sequence[Message]],
     settings: SamplingSettings,
     *,
@@ -128,8 +115,10 @@ def generate_candidates(
 ) -> list[list[str]]:
     """``n`` answers for each prompt (``result[i][j]``: prompt i, candidate j).
 
-    Prompts are batched longest-first (less padding); the results come back in the
-    prompts' order. With a ``seed`` the same inputs give the same outputs.
+    ``renderer`` is the model's :class:`~dpokit.render.Renderer` (its run's chat template
+    and system prompt), or a bare tokenizer for default settings. Prompts are batched
+    longest-first (less padding); the results come back in the prompts' order.
+    With a ``seed`` the same inputs give the same outputs.
     """
     import torch
 
@@ -139,7 +128,9 @@ def generate_candidates(
         raise DpokitError(f"batch_size must be >= 1 (got {batch_size})")
     if not prompts:
         return []
-    token_ids = [render_prompt_ids(tokenizer, p) for p in prompts]
+    renderer = as_renderer(renderer)
+    tokenizer = renderer.tokenizer
+    token_ids = renderer.prompt_ids_batch(prompts)
     order = sorted(range(len(token_ids)), key=lambda i: -len(token_ids[i]))
     gen_cfg = generation_config(model, tokenizer, settings, num_return_sequences=n)
     device = model_device(model)
@@ -167,7 +158,7 @@ def generate_candidates(
 
 def generate_answers(
     model,
-    tokenizer,
+    renderer,
     prompts: Sequence[Sequence[Message]],
     *,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
@@ -185,7 +176,7 @@ def generate_answers(
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
         top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
     )
-    answers = generate_candidates(model, tokenizer, prompts, settings, seed=seed, batch_size=batch_size,
+    answers = generate_candidates(model, renderer, prompts, settings, seed=seed, batch_size=batch_size,
                                   show_progress=show_progress)
     return [a[0] for a in answers]
 
@@ -340,13 +331,6 @@ def read_prompt_records(path: Union[str, Path]) -> list[PromptRecord]:
     return prompts
 
 
-def with_system_prompt(messages: list[Message], system_prompt: Optional[str]) -> list[Message]:
-    """``messages`` with ``system_prompt`` in front, unless it already has a system message."""
-    if not system_prompt or (messages and messages[0]["role"] == "system"):
-        return list(messages)
-    return [{"role": "system", "content": system_prompt}] + list(messages)
-
-
 def read_prompts(path: Union[str, Path], system_prompt: Optional[str] = None) -> list[list[Message]]:
     """The prompts of a file as message lists (see :func:`read_prompt_records`)."""
-    return [with_system_prompt(r.messages, system_prompt) for r in read_prompt_records(path)]
+    return [with_system_prompt(r.messages, system_prompt)[0] for r in read_prompt_records(path)]

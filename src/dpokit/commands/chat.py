@@ -11,7 +11,7 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=help_text + ". Commands: /system TEXT, /reset, /help, /exit.")
     p.add_argument("model", metavar="MODEL_OR_RUN", nargs="?", default=DEFAULT_MODEL,
                    help=f"a run dir, model dir, .gguf file or model name (default {DEFAULT_MODEL})")
-    p.add_argument("--system", default=None, metavar="TEXT", help="system prompt")
+    p.add_argument("--system", default=None, metavar="TEXT", help="system prompt (default: the run's data.system_prompt)")
     add_sampling_args(p, temperature=0.7, max_new_tokens=512)
     p.set_defaults(func=run)
 
@@ -20,6 +20,7 @@ def run(args) -> int:
     import sys
 
     from dpokit.chat import ChatSession, run_chat
+    from dpokit.render import Renderer
     from dpokit.runs import load_for_inference, open_model_or_run
 
     settings = sampling_settings(args)  # validate flags and the reference before loading anything
@@ -31,5 +32,5 @@ def run(args) -> int:
     print(f"dpokit: loading {args.model}...", file=sys.stderr, flush=True)
     model, tokenizer, info = load_for_inference(args.model, dtype=args.dtype)
     print(f"dpokit: chatting with {info.describe()}", file=sys.stderr, flush=True)
-    session = ChatSession(model, tokenizer, settings, system=args.system, seed=args.seed)
+    session = ChatSession(model, Renderer.for_run(tokenizer, info), settings, system=args.system, seed=args.seed)
     return run_chat(session)

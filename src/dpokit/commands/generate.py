@@ -66,7 +66,8 @@ def write_jsonl_atomic(rows, out: Path) -> None:
 
 
 def run(args) -> int:
-    from dpokit.generate import generate_candidates, read_prompt_records, with_system_prompt
+    from dpokit.generate import generate_candidates, read_prompt_records
+    from dpokit.render import Renderer, with_system_prompt
     from dpokit.runs import load_for_inference
 
     out = Path(args.out)
@@ -79,10 +80,10 @@ def run(args) -> int:
         raise DpokitError(f"--n {args.n} with --temperature 0 (greedy) gives {args.n} identical candidates",
                           "use a temperature > 0, e.g. --temperature 0.8")
     records = read_prompt_records(args.prompts)
-    prompts = [with_system_prompt(r.messages, args.system_prompt) for r in records]
+    prompts = [with_system_prompt(r.messages, args.system_prompt)[0] for r in records]
     model, tokenizer, info = load_for_inference(args.model, dtype=args.dtype)
     print(f"dpokit: {len(prompts)} prompts x {args.n} with {info.describe()}", file=sys.stderr)
-    candidates = generate_candidates(model, tokenizer, prompts, settings, n=args.n, seed=args.seed,
+    candidates = generate_candidates(model, Renderer.for_run(tokenizer, info), prompts, settings, n=args.n, seed=args.seed,
                                      batch_size=args.batch_size, show_progress=sys.stderr.isatty())
     rows = []
     for record, prompt, answers in zip(records, prompts, candidates):

@@ -24,7 +24,7 @@ def free_run_dir(base: str = "runs/quickstart") -> str:
 
 
 def run(args) -> int:
-    from dpokit.quickstart import run_quickstart
+    from dpokit.before_after import run_quickstart
 
     run_quickstart(args.out or free_run_dir(), args.overrides, show_progress=not args.no_progress)
     return 0

@@ -32,7 +32,7 @@ def run(args) -> int:
     config = load_config(config_path, overrides)
 
     from dpokit.metrics_log import METRICS_FILE, read_metrics
-    from dpokit.train import FINAL_DIR, train
+    from dpokit.recipe import FINAL_DIR, train
 
     if args.no_progress:
         from transformers.utils import logging as hf_logging

@@ -1,10 +1,11 @@
 """Preference pairs -> token ids (prompt, chosen answer, rejected answer), with truncation.
 
-Two ways to turn messages into tokens:
+The prompt is rendered by :mod:`dpokit.render` (the renderer generation and serving use
+too, system prompt included); this module adds the answers and truncates. Two ways:
 
 **Chat template** (``data.apply_chat_template: true`` and the tokenizer has one). The prompt
-messages are rendered with ``add_generation_prompt=True``; ``prompt + answer`` is rendered
-for each side. Both are tokenised without extra special tokens (the template writes them),
+is rendered with ``add_generation_prompt=True``; ``prompt + answer`` is rendered for each
+side. Both are tokenised without extra special tokens (the template writes them),
 and the answer's tokens are what the full sequence has after the prompt's tokens. So the
 answer includes the template's end-of-turn tokens (ChatML: ``<|im_end|>\\n``), as in TRL.
 Where a template breaks the prefix property (the prompt's tokens are not the first tokens
@@ -45,13 +46,10 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from dpokit.data.types import Message, PreferencePair
-from dpokit.errors import DpokitError
+from dpokit.render import PLAIN_TURN_SEPARATOR, Renderer, render_chat, token_ids
 
 if TYPE_CHECKING:
     from dpokit.config import DataConfig
-
-PLAIN_TURN_SEPARATOR = "\n\n"
-"""Joins turns (and the prompt to the answer) when no chat template is used."""
 
 DROP_EMPTY_AFTER_TRUNCATION = "empty_after_truncation"
 DROP_EMPTY_ANSWER = "empty_answer_tokens"
@@ -125,35 +123,7 @@ class _Encoded:
 
 def uses_chat_template(tokenizer, data_cfg: "DataConfig") -> bool:
     """True when pairs are rendered with the tokenizer's chat template."""
-    return bool(data_cfg.apply_chat_template and getattr(tokenizer, "chat_template", None))
-
-
-def prompt_messages(pair: PreferencePair, data_cfg: "DataConfig") -> tuple[list[Message], bool]:
-    """The pair's prompt with ``data_cfg.system_prompt`` inserted where it has no system message.
-
-    Returns the messages and whether a system message was inserted.
-    """
-    if data_cfg.system_prompt and pair.system is None:
-        return [{"role": "system", "content": data_cfg.system_prompt}] + list(pair.prompt), True
-    return list(pair.prompt), False
-
-
-def _render(tokenizer, messages: list[Message], source: str, **kwargs) -> str:
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
-    except Exception as err:  # jinja2 raises TemplateError (raise_exception) or anything a template does
-        raise DpokitError(
-            f"{source or 'pair'}: the model's chat template cannot render this conversation ({err})",
-            "fix the record (e.g. roles must alternate user/assistant), or drop the system prompt if the "
-            "template has no system role, or set data.apply_chat_template: false",
-        ) from None
-
-
-def _tokenize_texts(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text, no special tokens added (one batched call)."""
-    if not texts:
-        return []
-    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    return Renderer(tokenizer, data_cfg).chat_template
 
 
 def _end_of_turn_text(full_text: str, content: str) -> str | None:
@@ -172,27 +142,27 @@ def _end_of_turn_text(full_text: str, content: str) -> str | None:
 def _fallback_answer_ids(tokenizer, prompt_text: str, full_text: str, answer: list[Message]) -> list[int]:
     """Answer ids when the prompt's tokens are not a prefix of the full sequence's (see module doc)."""
     if full_text.startswith(prompt_text):
-        return _tokenize_texts(tokenizer, [full_text[len(prompt_text):]])[0]
+        return token_ids(tokenizer, [full_text[len(prompt_text):]])[0]
     ids: list[int] = []
     for message in answer:
         end = _end_of_turn_text(full_text, message["content"])
-        ids += _tokenize_texts(tokenizer, [message["content"]])[0]
+        ids += token_ids(tokenizer, [message["content"]])[0]
         if end is not None:
-            ids += _tokenize_texts(tokenizer, [end])[0]
+            ids += token_ids(tokenizer, [end])[0]
         elif tokenizer.eos_token_id is not None:
             ids.append(tokenizer.eos_token_id)
     return ids
 
 
-def _encode_chat(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
-    prompts, inserted = zip(*(prompt_messages(p, data_cfg) for p in pairs))
-    prompt_texts, chosen_texts, rejected_texts = [], [], []
-    for pair, messages in zip(pairs, prompts):
-        prompt_texts.append(_render(tokenizer, messages, pair.source, add_generation_prompt=True))
-        chosen_texts.append(_render(tokenizer, messages + list(pair.chosen), pair.source))
-        rejected_texts.append(_render(tokenizer, messages + list(pair.rejected), pair.source))
+def _encode_chat(pairs: Sequence[PreferencePair], renderer: Renderer) -> list[_Encoded]:
+    tokenizer = renderer.tokenizer
+    sources = [p.source for p in pairs]
+    prompts, inserted = zip(*(renderer.messages(p.prompt) for p in pairs))
+    prompt_texts = renderer.prompt_texts([p.prompt for p in pairs], sources)
+    chosen_texts = [render_chat(tokenizer, m + list(p.chosen), p.source) for p, m in zip(pairs, prompts)]
+    rejected_texts = [render_chat(tokenizer, m + list(p.rejected), p.source) for p, m in zip(pairs, prompts)]
     n = len(pairs)
-    ids = _tokenize_texts(tokenizer, prompt_texts + chosen_texts + rejected_texts)
+    ids = token_ids(tokenizer, prompt_texts + chosen_texts + rejected_texts)
     prompt_ids, chosen_full, rejected_full = ids[:n], ids[n:2 * n], ids[2 * n:]
 
     encoded = []
@@ -212,20 +182,14 @@ def _encode_chat(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConf
     return encoded
 
 
-def _adds_bos(tokenizer) -> bool:
-    bos = tokenizer.bos_token_id
-    return bos is not None and tokenizer("a", add_special_tokens=True)["input_ids"][:1] == [bos]
-
-
-def _encode_plain(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
+def _encode_plain(pairs: Sequence[PreferencePair], renderer: Renderer) -> list[_Encoded]:
     sep = PLAIN_TURN_SEPARATOR
-    prompts, inserted = zip(*(prompt_messages(p, data_cfg) for p in pairs))
-    prompt_texts = [sep.join(m["content"] for m in messages) + sep for messages in prompts]
-    chosen_texts = [sep.join(m["content"] for m in p.chosen) for p in pairs]
-    rejected_texts = [sep.join(m["content"] for m in p.rejected) for p in pairs]
+    tokenizer = renderer.tokenizer
+    inserted = [renderer.messages(p.prompt)[1] for p in pairs]
+    prompt_ids = renderer.prompt_ids_batch([p.prompt for p in pairs], [p.source for p in pairs])
     n = len(pairs)
-    ids = _tokenize_texts(tokenizer, prompt_texts + chosen_texts + rejected_texts)
-    bos = [tokenizer.bos_token_id] if _adds_bos(tokenizer) else []
+    answers = token_ids(tokenizer, [sep.join(m["content"] for m in p.chosen) for p in pairs]
+                        + [sep.join(m["content"] for m in p.rejected) for p in pairs])
     eos = tokenizer.eos_token_id
 
     def with_eos(answer: list[int]) -> list[int]:
@@ -233,18 +197,17 @@ def _encode_plain(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataCon
             return answer
         return answer + [eos]
 
-    return [
-        _Encoded(bos + ids[i], with_eos(ids[n + i]), with_eos(ids[2 * n + i]), False, inserted[i])
-        for i in range(n)
-    ]
+    return [_Encoded(prompt_ids[i], with_eos(answers[i]), with_eos(answers[n + i]), False, inserted[i])
+            for i in range(n)]
 
 
 def _encode(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
     if not pairs:
         return []
-    if uses_chat_template(tokenizer, data_cfg):
-        return _encode_chat(pairs, tokenizer, data_cfg)
-    return _encode_plain(pairs, tokenizer, data_cfg)
+    renderer = Renderer(tokenizer, data_cfg)
+    if renderer.chat_template:
+        return _encode_chat(pairs, renderer)
+    return _encode_plain(pairs, renderer)
 
 
 def _truncate(enc: _Encoded, data_cfg: "DataConfig") -> tuple[tuple[list[int], list[int], list[int]] | str, dict]:

@@ -155,13 +155,14 @@ def generate_with(ref: str, prompts: Sequence[list[Message]], sampling: dict[str
                   dtype: Optional[str] = None, progress: bool = False) -> list[str]:
     """Load ``ref`` (a run, model dir or name), answer every prompt, then free the model."""
     from dpokit.generate import generate_answers
+    from dpokit.render import Renderer
     from dpokit.runs import load_for_inference
 
     model, tokenizer, info = load_for_inference(ref, dtype=dtype)
     if progress:
         print(f"dpokit: answering {len(prompts)} prompts with {info.describe()}", file=sys.stderr)
     try:
-        return generate_answers(model, tokenizer, list(prompts), show_progress=progress, **sampling)
+        return generate_answers(model, Renderer.for_run(tokenizer, info), list(prompts), show_progress=progress, **sampling)
     finally:
         del model
         gc.collect()

@@ -59,11 +59,12 @@ def _evaluate(ref: str, pairs, data_cfg, prompts, *, reference) -> tuple[dict, l
     """Score held-out pairs and answer the shown prompts with one loaded model."""
     from dpokit.evaluate import evaluate_preferences
     from dpokit.generate import generate_answers
+    from dpokit.render import Renderer
     from dpokit.runs import load_for_inference
 
     model, tokenizer, _ = load_for_inference(ref)
     scores = evaluate_preferences(model, tokenizer, pairs, data_cfg, reference=reference, batch_size=16)
-    answers = generate_answers(model, tokenizer, prompts, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    answers = generate_answers(model, Renderer(tokenizer, data_cfg), prompts, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
     _free(model)
     return scores, answers
 
@@ -107,7 +108,7 @@ def run_quickstart(output_dir: Optional[str] = None, overrides: Optional[list[st
     """Train on the embedded defaults and report before -> after; returns the figures."""
     from dpokit.data.load import load_preference_data
     from dpokit.models import resolve_model_path
-    from dpokit.train import train
+    from dpokit.recipe import train
 
     start = time.perf_counter()
     config = quickstart_config(output_dir, overrides)
