@@ -18,10 +18,10 @@ from typing import Any, Iterable, Optional, Union
 import yaml
 
 from dpokit.errors import DpokitError
-from dpokit.plot import CHARTS, PLOTS_DIR, read_metrics, write_atomic
-
-CARD_FILE = "README.md"
-FINAL_DIR = "final"
+from dpokit.metrics_log import read_metrics
+from dpokit.outputs import write_file
+from dpokit.plot import CHARTS
+from dpokit.rundir import FINAL_DIR, MODEL_CARD, PLOTS_DIR
 MAX_TABLE_ROWS = 40
 
 # Settings worth a line in the summary table: (label, dotted path in the config).
@@ -348,4 +348,4 @@ def render_model_card(run_dir: Union[str, Path]) -> str:
 
 def write_model_card(run_dir: Union[str, Path]) -> Path:
     """Write ``RUN_DIR/README.md`` (atomically) and return its path."""
-    return write_atomic(Path(run_dir) / CARD_FILE, render_model_card(run_dir))
+    return write_file(Path(run_dir) / MODEL_CARD, render_model_card(run_dir))

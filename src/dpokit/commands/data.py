@@ -9,14 +9,24 @@ Data settings come from ``--config`` (its ``data`` section) and are overridden b
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from dpokit.config import Config, DataConfig, load_config, parse_column_map
-from dpokit.errors import DpokitError
+from dpokit.errors import DpokitError, with_flags
 
 PAIR_STRATEGIES = ("best_vs_worst", "best_vs_each", "all_pairs")
+
+FLAGS = {
+    "data.skip_bad_records=true": "--skip-bad-records", "data.skip_bad_records": "--skip-bad-records",
+    "data.apply_chat_template: false": "--no-chat-template", "data.columns": "--columns", "data.format": "--format",
+    "data.max_length": "--max-length", "data.max_prompt_length": "--max-prompt-length",
+    "data.pair_strategy": "--pair-strategy", "data.registry": "--registry", "data.max_samples": "--max-samples",
+    "data.system_prompt": "--system-prompt",
+}
+"""Config keys in library errors -> the flags of these commands that set them (see errors.with_flags)."""
 
 
 def _add_loading_flags(p) -> None:
@@ -89,6 +99,8 @@ def resolve_settings(args) -> Config:
                  for e in err.errors()]
         raise DpokitError("\n".join(lines), "fix the flag value(s) above") from None
     config = config.model_copy(update={"data": data})
+    for note in data.adjustments:
+        print(f"dpokit: note: {note}", file=sys.stderr)
     if getattr(args, "model", None):
         config.model.name_or_path = args.model
     return config
@@ -110,7 +122,10 @@ def load_pairs(data: DataConfig):
 
 
 def run(args) -> int:
-    return {"inspect": run_inspect, "convert": run_convert}[args.data_command](args)
+    try:
+        return {"inspect": run_inspect, "convert": run_convert}[args.data_command](args)
+    except DpokitError as err:
+        raise with_flags(err, {} if args.config else FLAGS) from None
 
 
 def run_inspect(args) -> int:

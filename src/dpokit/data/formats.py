@@ -33,7 +33,8 @@ A ``system`` field, where a format has one, becomes a leading system message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Union
 
 from dpokit.data.fields import (
@@ -67,11 +68,14 @@ class FormatOptions:
     """What a normaliser needs besides the record.
 
     ``tags`` are a LLaMA-Factory registry entry's role/content tag names (ShareGPT);
-    ``pair_strategy`` picks how rated answers become pairs.
+    ``pair_strategy`` picks how rated answers become pairs; ``choices`` counts the choices a
+    normaliser made that the user should see in the report (``"chosen_id from
+    better_response_id"``), filled in as records are read.
     """
 
     tags: Mapping[str, str] | None = None
     pair_strategy: str = "best_vs_worst"
+    choices: Counter = field(default_factory=Counter)
 
 
 def _pair(prompt: list[Message], chosen: list[Message], rejected: list[Message], record: dict, used: set[str]) -> PreferencePair:
@@ -170,12 +174,16 @@ def _pku_saferlhf(record: dict, opts: FormatOptions) -> list[Outcome]:
     """PKU-SafeRLHF: two responses and the id (0 or 1) of the chosen one.
 
     The id comes from ``chosen_id`` (a column map may point it at ``safer_response_id``),
-    else ``better_response_id``, else ``safer_response_id``.
+    else ``better_response_id``, else ``safer_response_id``; the report says which was used.
+    The dataset has both: ``better_response_id`` is the more *helpful* answer,
+    ``safer_response_id`` the *safer* one (what the tutorials train on to make answers safer:
+    ``--columns chosen_id=safer_response_id``).
     """
     id_key = first_present(record, PKU_ID_KEYS)
     if id_key is None:
         raise RecordError(PKU_ID_KEYS[1], f"is missing: the record needs one of {', '.join(PKU_ID_KEYS)}")
     raw_id = record[id_key]
+    opts.choices[f"pku_saferlhf: chosen answer by {id_key}"] += 1
     chosen_id = _response_id(raw_id)
     if chosen_id is None:
         raise RecordError(id_key, f"expected 0 or 1, got {preview(raw_id)}")

@@ -26,7 +26,6 @@ import json
 import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -42,6 +41,7 @@ from dpokit.data.readers import RawRecord, data_files, is_saved_dataset, read_re
 from dpokit.data.registry import read_registry, resolve_dataset
 from dpokit.data.types import LoadResult, Message, PreferencePair
 from dpokit.errors import DpokitError
+from dpokit.outputs import write_jsonl
 
 __all__ = ["FORMAT_NAMES", "DEMO_SETS", "load_preference_data", "load_from_config", "write_pairs_jsonl", "source_path"]
 
@@ -101,7 +101,11 @@ def load_preference_data(
     collector = _Collector(skip_bad_records=skip_bad_records, max_samples=max_samples)
     for spec in sources:
         for source in _resolve(str(spec), format, columns, registry):
-            _load_file(source, FormatOptions(tags=source.tags, pair_strategy=pair_strategy), collector)
+            options = FormatOptions(tags=source.tags, pair_strategy=pair_strategy)
+            try:
+                _load_file(source, options, collector)
+            finally:
+                collector.result.choices.update(_name_mapped_columns(options.choices, source.columns))
             if collector.full:
                 return collector.result
     return collector.result
@@ -148,8 +152,9 @@ def write_pairs_jsonl(pairs: Iterable[PreferencePair], out: str | Path) -> int:
     Each line is ``{"prompt": [...], "chosen": [...], "rejected": [...]}`` plus the pair's
     scalar meta fields under their own names (a meta key whose values mix types is written
     as text, so that ``datasets`` can read the column). UTF-8, non-ASCII kept as is. The
-    file is written beside ``out`` and renamed into place, so a reader never sees half a
-    file; ``out`` must not be one of the files the pairs were loaded from.
+    file is written by :func:`dpokit.outputs.write_jsonl` (atomic for a regular file, written
+    through for ``/dev/stdout`` or a FIFO); ``out`` must not be one of the files the pairs
+    were loaded from.
     """
     pairs = list(pairs)
     out = Path(out)
@@ -160,21 +165,15 @@ def write_pairs_jsonl(pairs: Iterable[PreferencePair], out: str | Path) -> int:
             if src.exists() and os.path.samefile(src, out):
                 raise DpokitError(f"{out}: refusing to overwrite an input file", "write to a new file name")
     meta_casts = _meta_casts(pairs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for pair in pairs:
-                row: dict[str, Any] = {}
-                for key, cast in meta_casts.items():
-                    value = pair.meta.get(key)
-                    row[key] = None if value is None else cast(value)
-                row.update(pair.to_json())
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    rows = []
+    for pair in pairs:
+        row: dict[str, Any] = {}
+        for key, cast in meta_casts.items():
+            value = pair.meta.get(key)
+            row[key] = None if value is None else cast(value)
+        row.update(pair.to_json())
+        rows.append(row)
+    write_jsonl(out, rows)
     return len(pairs)
 
 
@@ -250,6 +249,16 @@ def _demo_path(spec: str) -> Path:
 
 
 # --- reading one file ------------------------------------------------------------------
+
+
+def _name_mapped_columns(choices: Counter, columns: Mapping[str, str]) -> Counter:
+    """Choices as the user's file names things: ``by chosen_id`` -> ``by safer_response_id`` under a column map."""
+    named: Counter = Counter()
+    for choice, count in choices.items():
+        for role, column in columns.items():
+            choice = choice.replace(f"by {role}", f"by {column}")
+        named[choice] += count
+    return named
 
 
 def _apply_columns(record: dict, columns: Mapping[str, str], optional: frozenset[str]) -> dict:

@@ -68,7 +68,8 @@ def build_report(
 
     Keys: ``format``, ``records``, ``pairs`` (pairs the loader found), ``pairs_used`` (left
     after tokenisation), ``dropped`` (reason -> count, loading and tokenisation together),
-    ``errors``, ``tokenizer``, ``settings``, ``lengths`` (tokens before truncation),
+    ``errors``, ``choices`` (what a format chose for the user -> records, e.g. which
+    PKU-SafeRLHF column named the chosen answer), ``tokenizer``, ``settings``, ``lengths`` (tokens before truncation),
     ``truncation``, ``tokenization``, ``turns``, ``system_prompt``, ``examples``.
     """
     pairs = load_result.pairs
@@ -80,6 +81,7 @@ def build_report(
         "pairs_used": len(tokenized),
         "dropped": merge_dropped(load_result.dropped, stats.dropped()),
         "errors": list(load_result.errors),
+        "choices": dict(load_result.choices),
         "tokenizer": getattr(tokenizer, "name_or_path", ""),
         "settings": {
             "chat_template": stats.chat_template,
@@ -148,6 +150,10 @@ def format_report(report: dict[str, Any]) -> str:
         lines += [f"  {e}" for e in errors[:MAX_ERRORS_SHOWN]]
         if len(errors) > MAX_ERRORS_SHOWN:
             lines.append(f"  ... and {len(errors) - MAX_ERRORS_SHOWN} more (see --json)")
+    for choice, count in (report.get("choices") or {}).items():
+        lines.append(f"{choice} ({count} records)")
+        if "better_response_id" in choice:
+            lines.append("  (the more helpful answer; for the safer one: --columns chosen_id=safer_response_id)")
     turns, system = report["turns"], report["system_prompt"]
     lines += [
         f"turns:             {turns['single_turn']} single-turn, {turns['multi_turn']} multi-turn",

@@ -50,7 +50,8 @@ class LoadResult:
 
     ``dropped`` counts pairs left out by reason (``empty_answer``, ``identical_answers``,
     ``duplicate_pair``, ``unparseable_record``, ``tie``, ...); ``errors`` lists the
-    messages of skipped bad records (only with ``skip_bad_records``).
+    messages of skipped bad records (only with ``skip_bad_records``); ``choices`` counts the
+    choices formats made on the user's behalf (which column held the preference).
     """
 
     pairs: list[PreferencePair] = field(default_factory=list)
@@ -58,3 +59,4 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     format: str = ""
     records: int = 0
+    choices: Counter = field(default_factory=Counter)
