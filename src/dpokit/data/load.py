@@ -1,4 +1,4 @@
-"""Load preference data from files, directories, the demo set or a LLaMA-Factory registry.
+"""Load preference or SFT data from files, directories, the demo set or a LLaMA-Factory registry.
 
 :func:`load_preference_data` reads every source, detects (or is told) its format, turns
 each record into :class:`PreferencePair`s and leaves out what cannot be trained on, counting
@@ -16,6 +16,15 @@ each reason in :attr:`LoadResult.dropped`:
 A bad record (invalid JSON, a missing field, a wrong type, an unknown role) is an error by
 default; ``skip_bad_records=True`` counts and lists it instead. A source that yields no
 usable pair at all is always an error. Input files are only read, never written.
+
+:func:`load_sft_data` does the same for supervised fine-tuning: records in the SFT formats of
+:mod:`dpokit.data.sft_formats` (prompt/completion, chat messages, alpaca, ShareGPT) or in
+any preference format (their prompt and chosen answer) become :class:`SftExample`s, from the
+same containers, with the same errors, ``skip_bad_records`` and ``max_samples``. Its drop
+reasons: ``empty_completion`` (the answer has no text), ``empty_prompt``,
+``duplicate_example`` (the same prompt and completion seen before, in any source),
+``undesirable_completion`` (a KTO-style ``label`` of false), ``unparseable_record``, and a
+preference format's own (``tie``, ``no_shared_prompt``, ...).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from dpokit.config import DataConfig
 from dpokit.data.fields import RecordError
@@ -40,16 +49,54 @@ from dpokit.data.formats import COLUMN_ROLES, FORMAT_NAMES, FormatOptions, detec
 from dpokit.data.ranking import PAIR_STRATEGIES
 from dpokit.data.readers import RawRecord, data_files, is_saved_dataset, read_records
 from dpokit.data.registry import read_registry, resolve_dataset
-from dpokit.data.types import LoadResult, Message, PreferencePair
+from dpokit.data.sft_formats import SFT_COLUMN_ROLES, SFT_FORMAT_NAMES, SFT_ONLY_FORMATS, detect_sft_format, normalise_sft
+from dpokit.data.types import LoadResult, Message, PreferencePair, SftExample, SftLoadResult
 from dpokit.errors import DpokitError
+from dpokit.outputs import write_jsonl
 
-__all__ = ["FORMAT_NAMES", "DEMO_SETS", "load_preference_data", "load_from_config", "write_pairs_jsonl", "source_path"]
+__all__ = ["FORMAT_NAMES", "SFT_FORMAT_NAMES", "DEMO_SETS", "load_preference_data", "load_from_config",
+           "load_sft_data", "load_sft_from_config", "write_pairs_jsonl", "write_sft_jsonl", "source_path"]
 
-DEMO_SETS = ("train", "heldout")
+PREFERENCE_DEMO_SETS = ("train", "heldout")
+SFT_DEMO_SETS = ("sft",)
+DEMO_SETS = PREFERENCE_DEMO_SETS + SFT_DEMO_SETS
+"""``demo:NAME`` sets; ``demo:sft`` (chat messages) is SFT data only, the others are preference pairs."""
 DETECT_RECORDS = 20
 """Format detection looks at up to this many readable records at the start of a file."""
 
 SKIP_HINT = "fix the record, or set data.skip_bad_records=true to skip bad records (they are counted and listed)"
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What a load produces: preference pairs or SFT examples (formats, columns, demo sets, words)."""
+
+    name: str
+    noun: str
+    formats: tuple[str, ...]
+    column_roles: tuple[str, ...]
+    demo_sets: tuple[str, ...]
+    detect: Callable[[dict], str | None]
+    normalise: Callable[[dict, str, FormatOptions], list]
+    format_hint: str
+    empty_hint: str
+
+
+_PREFERENCE = _Kind(
+    name="preference", noun="preference pair", formats=FORMAT_NAMES, column_roles=COLUMN_ROLES,
+    demo_sets=PREFERENCE_DEMO_SETS, detect=detect_format, normalise=normalise,
+    format_hint="use prompt/chosen/rejected fields, map yours with data.columns "
+                "(e.g. prompt=question,chosen=good,rejected=bad), or set data.format to one of: ",
+    empty_hint="check that the file holds preference pairs with distinct, non-empty answers",
+)
+_SFT = _Kind(
+    name="sft", noun="SFT example", formats=SFT_FORMAT_NAMES, column_roles=SFT_COLUMN_ROLES,
+    demo_sets=PREFERENCE_DEMO_SETS + SFT_DEMO_SETS, detect=detect_sft_format, normalise=normalise_sft,
+    format_hint="use messages (a conversation ending with the assistant), prompt/completion, alpaca "
+                "instruction/output, ShareGPT conversations or preference prompt/chosen/rejected fields; map yours "
+                "with data.columns (e.g. prompt=question,completion=reply), or set data.format to one of: ",
+    empty_hint="check that the file holds prompts with non-empty answers",
+)
 
 
 @dataclass(frozen=True)
@@ -88,19 +135,48 @@ def load_preference_data(
             ``all_pairs``; see :mod:`dpokit.data.ranking`).
         max_samples: stop after this many pairs in all (the first ones, in source order).
     """
+    return _load(_PREFERENCE, sources, format=format, columns=columns, registry=registry,
+                 skip_bad_records=skip_bad_records, pair_strategy=pair_strategy, max_samples=max_samples)
+
+
+def load_sft_data(
+    sources: Sequence[str],
+    *,
+    format: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    registry: str | None = None,
+    skip_bad_records: bool = False,
+    pair_strategy: str = "best_vs_worst",
+    max_samples: int | None = None,
+) -> SftLoadResult:
+    """Read SFT examples (prompt + completion) from ``sources``; the arguments are those of
+    :func:`load_preference_data`.
+
+    ``format``: one of :data:`~dpokit.data.sft_formats.SFT_FORMAT_NAMES` (an SFT format or a
+    preference format, whose chosen answers are the completions). ``sources`` may also be
+    ``demo:sft``; with ``registry``, non-ranking (instruction) datasets are taken too.
+    ``max_samples`` caps the examples.
+    """
+    return _load(_SFT, sources, format=format, columns=columns, registry=registry,
+                 skip_bad_records=skip_bad_records, pair_strategy=pair_strategy, max_samples=max_samples)
+
+
+def _load(kind: _Kind, sources: Sequence[str], *, format: str, columns: Mapping[str, str] | None,
+          registry: str | None, skip_bad_records: bool, pair_strategy: str, max_samples: int | None):
     if isinstance(sources, (str, Path)):
         sources = [str(sources)]
-    format = _check_format(format)
-    columns = _check_columns(columns or {})
+    format = _check_format(format, kind)
+    columns = _check_columns(columns or {}, kind)
     if pair_strategy not in PAIR_STRATEGIES:
         raise DpokitError(f"unknown pair strategy '{pair_strategy}'", f"use one of: {', '.join(PAIR_STRATEGIES)}")
     if max_samples is not None and max_samples <= 0:
         raise DpokitError(f"max_samples must be a positive number, got {max_samples}")
     if not sources:
-        raise DpokitError("no preference data given", "name at least one file, directory or demo:train")
-    collector = _Collector(skip_bad_records=skip_bad_records, max_samples=max_samples)
+        demo = "demo:sft" if kind is _SFT else "demo:train"
+        raise DpokitError(f"no {kind.name} data given", f"name at least one file, directory or {demo}")
+    collector = _Collector(kind, skip_bad_records=skip_bad_records, max_samples=max_samples)
     for spec in sources:
-        for source in _resolve(str(spec), format, columns, registry):
+        for source in _resolve(str(spec), format, columns, registry, kind):
             _load_file(source, FormatOptions(tags=source.tags, pair_strategy=pair_strategy), collector)
             if collector.full:
                 return collector.result
@@ -116,7 +192,33 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
     (records, dropped, errors) and the eval result's ``records`` is its number of pairs.
     ``data.max_samples`` caps the train load and the eval files' load each (before a split).
     """
-    options: dict[str, Any] = dict(
+    train = load_preference_data(data_cfg.train_files, **_config_options(data_cfg))
+    if data_cfg.eval_files:
+        return train, load_preference_data(data_cfg.eval_files, **_config_options(data_cfg))
+    if not data_cfg.eval_fraction:
+        return train, None
+    train.pairs, eval_pairs = _split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs")
+    return train, LoadResult(pairs=eval_pairs, format=train.format, records=len(eval_pairs))
+
+
+def load_sft_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[SftLoadResult, SftLoadResult | None]:
+    """SFT train and eval examples as a config describes them (``stage: sft``).
+
+    The same rules as :func:`load_from_config`: ``data.eval_files``, else a seeded
+    ``data.eval_fraction`` of the train examples (the same split for the same seed), else no
+    eval; ``data.max_samples`` caps each load. Files may be SFT or preference data.
+    """
+    train = load_sft_data(data_cfg.train_files, **_config_options(data_cfg))
+    if data_cfg.eval_files:
+        return train, load_sft_data(data_cfg.eval_files, **_config_options(data_cfg))
+    if not data_cfg.eval_fraction:
+        return train, None
+    train.examples, eval_examples = _split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples")
+    return train, SftLoadResult(examples=eval_examples, format=train.format, records=len(eval_examples))
+
+
+def _config_options(data_cfg: DataConfig) -> dict[str, Any]:
+    return dict(
         format=data_cfg.format,
         columns=data_cfg.columns,
         registry=data_cfg.registry,
@@ -124,22 +226,20 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
         pair_strategy=data_cfg.pair_strategy,
         max_samples=data_cfg.max_samples,
     )
-    train = load_preference_data(data_cfg.train_files, **options)
-    if data_cfg.eval_files:
-        return train, load_preference_data(data_cfg.eval_files, **options)
-    if not data_cfg.eval_fraction:
-        return train, None
-    total = len(train.pairs)
-    n_eval = max(1, round(total * data_cfg.eval_fraction))
+
+
+def _split_off_eval(items: list, fraction: float, seed: int, noun: str) -> tuple[list, list]:
+    """(train, eval): a seeded ``fraction`` of ``items`` held out; both parts keep their order."""
+    total = len(items)
+    n_eval = max(1, round(total * fraction))
     if total < 2 or n_eval >= total:
         raise DpokitError(
-            f"data.eval_fraction={data_cfg.eval_fraction} leaves no training data ({total} pairs loaded)",
+            f"data.eval_fraction={fraction} leaves no training data ({total} {noun} loaded)",
             "give more data, a smaller eval_fraction, or data.eval_files",
         )
     held_out = set(random.Random(seed).sample(range(total), n_eval))
-    eval_pairs = [p for i, p in enumerate(train.pairs) if i in held_out]
-    train.pairs = [p for i, p in enumerate(train.pairs) if i not in held_out]
-    return train, LoadResult(pairs=eval_pairs, format=train.format, records=len(eval_pairs))
+    return ([x for i, x in enumerate(items) if i not in held_out],
+            [x for i, x in enumerate(items) if i in held_out])
 
 
 def write_pairs_jsonl(pairs: Iterable[PreferencePair], out: str | Path) -> int:
@@ -153,12 +253,7 @@ def write_pairs_jsonl(pairs: Iterable[PreferencePair], out: str | Path) -> int:
     """
     pairs = list(pairs)
     out = Path(out)
-    if out.is_dir():
-        raise DpokitError(f"{out}: is a directory", "give a file name such as pairs.jsonl")
-    if out.exists():
-        for src in {source_path(p.source) for p in pairs if p.source}:
-            if src.exists() and os.path.samefile(src, out):
-                raise DpokitError(f"{out}: refusing to overwrite an input file", "write to a new file name")
+    _refuse_input_file(out, pairs)
     meta_casts = _meta_casts(pairs)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -178,6 +273,38 @@ def write_pairs_jsonl(pairs: Iterable[PreferencePair], out: str | Path) -> int:
     return len(pairs)
 
 
+def write_sft_jsonl(examples: Iterable[SftExample], out: str | Path) -> int:
+    """Write SFT examples as canonical chat JSON Lines; returns the number written.
+
+    Each line is ``{"messages": [...]}`` (the prompt's messages then the completion's, the
+    form :func:`load_sft_data` reads back as ``messages``) plus the example's scalar meta
+    fields, as :func:`write_pairs_jsonl` writes them. ``out`` must not be an input file.
+    """
+    examples = list(examples)
+    out = Path(out)
+    _refuse_input_file(out, examples)
+    meta_casts = _meta_casts(examples, reserved=("messages",))
+    rows = []
+    for example in examples:
+        row: dict[str, Any] = {}
+        for key, cast in meta_casts.items():
+            value = example.meta.get(key)
+            row[key] = None if value is None else cast(value)
+        row.update(example.to_json())
+        rows.append(row)
+    write_jsonl(out, rows)
+    return len(rows)
+
+
+def _refuse_input_file(out: Path, items: Sequence[PreferencePair | SftExample]) -> None:
+    if out.is_dir():
+        raise DpokitError(f"{out}: is a directory", "give a file name such as pairs.jsonl")
+    if out.exists():
+        for src in {source_path(item.source) for item in items if item.source}:
+            if src.exists() and os.path.samefile(src, out):
+                raise DpokitError(f"{out}: refusing to overwrite an input file", "write to a new file name")
+
+
 _SOURCE = re.compile(r"^(?P<path>.*?)(?::\d+(?: \(record \d+\))?|: record \d+)$")
 
 
@@ -190,38 +317,45 @@ def source_path(source: str) -> Path:
 # --- options and sources ---------------------------------------------------------------
 
 
-def _check_format(name: str) -> str:
+def _check_format(name: str, kind: _Kind) -> str:
     canonical = (name or "auto").strip().lower().replace("-", "_")
-    if canonical not in FORMAT_NAMES:
-        close = difflib.get_close_matches(canonical, FORMAT_NAMES, n=1)
+    if kind is _PREFERENCE and canonical in SFT_ONLY_FORMATS:
+        raise DpokitError(f"'{name}' is an SFT data format, not a preference format",
+                          "SFT data is for stage: sft (`dpokit data inspect --stage sft`); preference formats: "
+                          + ", ".join(FORMAT_NAMES))
+    if canonical not in kind.formats:
+        close = difflib.get_close_matches(canonical, kind.formats, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise DpokitError(f"unknown data format '{name}'", f"{hint}formats: {', '.join(FORMAT_NAMES)}")
+        what = "SFT data format" if kind is _SFT else "data format"
+        raise DpokitError(f"unknown {what} '{name}'", f"{hint}formats: {', '.join(kind.formats)}")
     return canonical
 
 
-def _check_columns(columns: Mapping[str, str]) -> dict[str, str]:
+def _check_columns(columns: Mapping[str, str], kind: _Kind) -> dict[str, str]:
+    roles = kind.column_roles
     for role, column in columns.items():
-        if role not in COLUMN_ROLES:
-            close = difflib.get_close_matches(role, COLUMN_ROLES, n=1)
+        if role not in roles:
+            close = difflib.get_close_matches(role, roles, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise DpokitError(
                 f"column map: unknown role '{role}' (in {role}={column})",
-                f"{hint}a column map is role=your_column with roles: {', '.join(COLUMN_ROLES)}",
+                f"{hint}a column map is role=your_column with roles: {', '.join(roles)}",
             )
         if not isinstance(column, str) or not column:
             raise DpokitError(f"column map: role '{role}' needs a column name, got {column!r}")
     return dict(columns)
 
 
-def _resolve(spec: str, format: str, columns: Mapping[str, str], registry: str | None) -> Iterator[_Source]:
+def _resolve(spec: str, format: str, columns: Mapping[str, str], registry: str | None, kind: _Kind,
+             ) -> Iterator[_Source]:
     """The files one source spec stands for."""
     if spec.startswith("demo:"):
-        yield _Source(_demo_path(spec), format, columns)
+        yield _Source(_demo_path(spec, kind), format, columns)
         return
     if registry is not None:
         info = read_registry(registry)
         if spec in info or not Path(spec).exists():
-            entry = resolve_dataset(registry, spec, info)
+            entry = resolve_dataset(registry, spec, info, sft=kind is _SFT)
             paths = [entry.path] if not entry.path.is_dir() or is_saved_dataset(entry.path) else data_files(entry.path)
             for path in paths:
                 yield _Source(path, entry.format, entry.columns, entry.optional_columns, entry.tags or None)
@@ -239,10 +373,14 @@ def _resolve(spec: str, format: str, columns: Mapping[str, str], registry: str |
         yield _Source(path, format, columns)
 
 
-def _demo_path(spec: str) -> Path:
+def _demo_path(spec: str, kind: _Kind) -> Path:
     name = spec.partition(":")[2]
-    if name not in DEMO_SETS:
-        raise DpokitError(f"unknown demo set '{spec}'", f"use one of: {', '.join('demo:' + n for n in DEMO_SETS)}")
+    if name in SFT_DEMO_SETS and kind is not _SFT:
+        raise DpokitError(f"{spec} is SFT data (chat messages), not preference pairs",
+                          f"use it with stage: sft (`dpokit data inspect --stage sft {spec}`); "
+                          f"preference demo sets: {', '.join('demo:' + n for n in PREFERENCE_DEMO_SETS)}")
+    if name not in kind.demo_sets:
+        raise DpokitError(f"unknown demo set '{spec}'", f"use one of: {', '.join('demo:' + n for n in kind.demo_sets)}")
     path = Path(str(resources.files("dpokit.data") / "demo" / f"{name}.jsonl"))
     if not path.is_file():
         raise DpokitError(f"{spec}: the demo set is not installed ({path} is missing)", "reinstall dpokit")
@@ -271,7 +409,7 @@ def _apply_columns(record: dict, columns: Mapping[str, str], optional: frozenset
     return out
 
 
-def _detect(head: list[RawRecord], source: _Source) -> str:
+def _detect(head: list[RawRecord], source: _Source, kind: _Kind) -> str:
     """The format of a file from its first readable records."""
     first: RawRecord | None = None
     for raw in head:
@@ -286,7 +424,7 @@ def _detect(head: list[RawRecord], source: _Source) -> str:
         if source.format != "auto":
             return source.format
         try:
-            found = detect_format(_apply_columns(raw.data, source.columns, source.optional_columns))
+            found = kind.detect(_apply_columns(raw.data, source.columns, source.optional_columns))
         except RecordError:
             continue
         if found:
@@ -294,12 +432,13 @@ def _detect(head: list[RawRecord], source: _Source) -> str:
     if first is None:  # nothing readable: the records' own errors will say why
         return source.format
     keys = ", ".join(map(str, first.data or {})) or "none"
-    raise DpokitError(
-        f"{first.where}: cannot tell the preference data format (the record's fields: {keys})",
-        "use prompt/chosen/rejected fields, map yours with data.columns "
-        "(e.g. prompt=question,chosen=good,rejected=bad), or set data.format to one of: "
-        + ", ".join(FORMAT_NAMES[1:]),
-    )
+    what = "SFT" if kind is _SFT else "preference"
+    hint = kind.format_hint + ", ".join(kind.formats[1:])
+    sft_format = detect_sft_format(first.data or {}) if kind is _PREFERENCE else None
+    if sft_format:
+        hint = (f"it looks like SFT data ({sft_format}: no chosen/rejected answers to compare); train on it with "
+                f"stage: sft (`dpokit data inspect --stage sft`), or {hint[0].lower()}{hint[1:]}")
+    raise DpokitError(f"{first.where}: cannot tell the {what} data format (the record's fields: {keys})", hint)
 
 
 def _load_file(source: _Source, options: FormatOptions, collector: "_Collector") -> None:
@@ -311,7 +450,7 @@ def _load_file(source: _Source, options: FormatOptions, collector: "_Collector")
         readable += raw.data is not None
         if readable >= DETECT_RECORDS:
             break
-    format_name = _detect(head, source)
+    format_name = _detect(head, source, collector.kind)
     collector.begin_source(source.path, format_name)
     for raw in chain(head, records):
         collector.result.records += 1
@@ -319,7 +458,7 @@ def _load_file(source: _Source, options: FormatOptions, collector: "_Collector")
             if raw.error is not None:
                 raise raw.error
             record = _apply_columns(raw.data or {}, source.columns, source.optional_columns)
-            outcomes = normalise(record, format_name, options)
+            outcomes = collector.kind.normalise(record, format_name, options)
         except RecordError as err:
             collector.bad_record(raw.where, err)
             continue
@@ -331,12 +470,14 @@ def _load_file(source: _Source, options: FormatOptions, collector: "_Collector")
 
 
 class _Collector:
-    """Accumulates pairs, drop counts and skipped-record errors across sources."""
+    """Accumulates pairs (or SFT examples), drop counts and skipped-record errors across sources."""
 
-    def __init__(self, skip_bad_records: bool, max_samples: int | None):
+    def __init__(self, kind: _Kind, skip_bad_records: bool, max_samples: int | None):
+        self.kind = kind
         self.skip_bad_records = skip_bad_records
         self.max_samples = max_samples
-        self.result = LoadResult()
+        self.result: LoadResult | SftLoadResult = SftLoadResult() if kind is _SFT else LoadResult()
+        self.kept: list = self.result.examples if kind is _SFT else self.result.pairs
         self._seen: set[bytes] = set()
         self._formats: list[str] = []
         self._path: Path | None = None
@@ -344,7 +485,7 @@ class _Collector:
 
     @property
     def full(self) -> bool:
-        return self.max_samples is not None and len(self.result.pairs) >= self.max_samples
+        return self.max_samples is not None and len(self.kept) >= self.max_samples
 
     def begin_source(self, path: Path, format_name: str) -> None:
         self._path = path
@@ -352,21 +493,21 @@ class _Collector:
             self._formats.append(format_name)
             self.result.format = ", ".join(self._formats)
         r = self.result
-        self._start = (len(r.pairs), r.records, Counter(r.dropped), len(r.errors))
+        self._start = (len(self.kept), r.records, Counter(r.dropped), len(r.errors))
 
     def end_source(self) -> None:
-        """A source that gave no usable pair is an error, whatever the reason."""
+        """A source that gave no usable pair (or example) is an error, whatever the reason."""
         r = self.result
-        pairs0, records0, dropped0, errors0 = self._start
-        if len(r.pairs) > pairs0:
+        kept0, records0, dropped0, errors0 = self._start
+        if len(self.kept) > kept0:
             return
         records = r.records - records0
         dropped = r.dropped - dropped0
         why = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common()) or "no records"
-        message = f"{self._path}: no usable preference pair ({records} records read; dropped: {why})"
+        message = f"{self._path}: no usable {self.kind.noun} ({records} records read; dropped: {why})"
         if len(r.errors) > errors0:
             message += f"\n  first bad record: {r.errors[errors0]}"
-        raise DpokitError(message, "check that the file holds preference pairs with distinct, non-empty answers")
+        raise DpokitError(message, self.kind.empty_hint)
 
     def bad_record(self, where: str, err: RecordError) -> None:
         message = f"{where}: {err.describe()}"
@@ -375,17 +516,32 @@ class _Collector:
         self.result.dropped["unparseable_record"] += 1
         self.result.errors.append(message)
 
-    def add(self, outcome: PreferencePair | str, where: str) -> None:
+    def add(self, outcome: PreferencePair | SftExample | str, where: str) -> None:
         if isinstance(outcome, str):
             self.result.dropped[outcome] += 1
             return
-        pair = outcome
-        pair.source = where
-        reason = self._drop_reason(pair)
+        outcome.source = where
+        reason = self._sft_drop_reason(outcome) if self.kind is _SFT else self._drop_reason(outcome)
         if reason:
             self.result.dropped[reason] += 1
         else:
-            self.result.pairs.append(pair)
+            self.kept.append(outcome)
+
+    def _sft_drop_reason(self, example: SftExample) -> str | None:
+        if not _has_text(example.completion):
+            return "empty_completion"
+        if not any(m["role"] == "user" and m["content"].strip() for m in example.prompt):
+            return "empty_prompt"
+        if self._seen_before([example.prompt, example.completion]):
+            return "duplicate_example"
+        return None
+
+    def _seen_before(self, parts: list) -> bool:
+        key = hashlib.blake2b(json.dumps(parts, ensure_ascii=False).encode("utf-8"), digest_size=16).digest()
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        return False
 
     def _drop_reason(self, pair: PreferencePair) -> str | None:
         if not _has_text(pair.chosen) or not _has_text(pair.rejected):
@@ -394,12 +550,8 @@ class _Collector:
             return "empty_prompt"
         if pair.chosen == pair.rejected:
             return "identical_answers"
-        key = hashlib.blake2b(
-            json.dumps([pair.prompt, pair.chosen, pair.rejected], ensure_ascii=False).encode("utf-8"), digest_size=16
-        ).digest()
-        if key in self._seen:
+        if self._seen_before([pair.prompt, pair.chosen, pair.rejected]):
             return "duplicate_pair"
-        self._seen.add(key)
         return None
 
 
@@ -407,12 +559,16 @@ def _has_text(messages: list[Message]) -> bool:
     return any(m["content"].strip() for m in messages)
 
 
-def _meta_casts(pairs: list[PreferencePair]) -> dict[str, Any]:
-    """Meta key -> how to write its values, so each column has one type ``datasets`` can read."""
+def _meta_casts(items: Sequence[PreferencePair | SftExample],
+                reserved: tuple[str, ...] = ("prompt", "chosen", "rejected")) -> dict[str, Any]:
+    """Meta key -> how to write its values, so each column has one type ``datasets`` can read.
+
+    ``reserved``: the keys the record's own fields use (a meta field of that name is not written).
+    """
     kinds: dict[str, set[type]] = {}
-    for pair in pairs:
-        for key, value in pair.meta.items():
-            if key in ("prompt", "chosen", "rejected") or value is None:
+    for item in items:
+        for key, value in item.meta.items():
+            if key in reserved or value is None:
                 continue
             kinds.setdefault(key, set()).add(type(value))
     casts: dict[str, Any] = {}
