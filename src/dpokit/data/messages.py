@@ -48,7 +48,9 @@ def parse_message(value: Any, field: str, tags: Mapping[str, str] | None = None)
     role_keys = ((tags or {}).get("role_tag"), "role", "from")
     content_keys = ((tags or {}).get("content_tag"), "content", "value")
     role_key = next((k for k in role_keys if k and value.get(k) is not None), None)
-    content_key = next((k for k in content_keys if k and k in value), None)
+    # A non-null content first: Parquet/`datasets` give every message struct all the keys any has.
+    content_key = next((k for k in content_keys if k and value.get(k) is not None), None) or next(
+        (k for k in content_keys if k and k in value), None)
     if role_key is None:
         raise RecordError(field, f"message has no role (expected a 'role' or 'from' key; it has: {', '.join(map(str, value)) or 'none'})")
     if content_key is None:
