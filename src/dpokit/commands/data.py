@@ -45,7 +45,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
     inspect = actions.add_parser(
         "inspect", help="report pairs, drops, lengths, truncation and examples as the model sees them",
-        description="Load preference data, tokenise it with the model's chat template and report on it.",
+        description="Load preference data (--stage sft: SFT data), tokenise it with the model's chat template "
+                    "and report on it.",
     )
     _add_loading_flags(inspect)
     inspect.add_argument("--model", help="model whose tokenizer and chat template to use (default: the config's, "
