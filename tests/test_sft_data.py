@@ -136,7 +136,8 @@ def test_each_format_is_read_and_normalised(name):
     assert result.format == format_name
     assert conversations(result) == expected
     assert result.records == len(expected) and not result.dropped and not result.errors
-    assert result.examples[0].source == f"{SFT / name}:{2 if name.endswith('.csv') else 1 if name.endswith('l') else '2 (record 1)'}"
+    first_at = {".jsonl": "1", ".json": "2 (record 1)", ".csv": "2"}[Path(name).suffix]  # a CSV header is line 1
+    assert result.examples[0].source == f"{SFT / name}:{first_at}"
 
 
 def test_extra_scalar_fields_are_kept_as_meta():
@@ -526,7 +527,7 @@ def test_convert_stage_sft_writes_messages_that_load_back(tmp_path):
     original = load_sft_data(sources)
     assert f"wrote {len(original.examples)} examples to {out}" in stdout
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert all(set(rows[0]) >= {"messages"} for _ in rows)
+    assert all("messages" in row and not {"prompt", "completion", "chosen"} & set(row) for row in rows)
     assert rows[0]["messages"] == [user("Correct the spelling.\nI recieved the pakage."), assistant("I received the package.")]
     back = load_sft_data([str(out)])
     assert back.format == "messages" and conversations(back) == conversations(original)
