@@ -175,19 +175,22 @@ def _data_rows(report: dict) -> list[tuple[str, Any]]:
     dropped = report.get("dropped") or {}
     truncation = report.get("truncation") or {}
     lengths = report.get("lengths") or {}
+    noun = "examples" if report.get("stage") == "sft" else "pairs"  # an SFT report counts examples
     rows: list[tuple[str, Any]] = [
         ("format", report.get("format")), ("records read", report.get("records")),
-        ("pairs found", report.get("pairs")), ("pairs used (after tokenisation)", report.get("pairs_used")),
+        (f"{noun} found", report.get(f"{noun}_found" if noun == "examples" else "pairs")),
+        (f"{noun} used (after tokenisation)", report.get(f"{noun}_used")),
     ]
     if isinstance(dropped, dict):
-        rows.append(("pairs dropped", sum(v for v in dropped.values() if isinstance(v, (int, float)))))
+        rows.append((f"{noun} dropped", sum(v for v in dropped.values() if isinstance(v, (int, float)))))
         rows += [(f"  dropped: {reason}", count) for reason, count in dropped.items()]
     if report.get("errors"):
         rows.append(("bad records skipped", len(report["errors"])))
     if isinstance(truncation, dict):
         rows += [("prompts truncated", truncation.get("prompt_truncated")),
-                 ("answers truncated (pairs)", truncation.get("answer_truncated"))]
-    for part in ("prompt", "chosen", "rejected"):
+                 ("answers truncated (pairs)", truncation.get("answer_truncated")),
+                 ("completions truncated", truncation.get("completion_truncated"))]
+    for part in ("prompt", "chosen", "rejected", "completion"):
         summary = lengths.get(part) if isinstance(lengths, dict) else None
         if isinstance(summary, dict) and summary.get("max") is not None:
             rows.append((f"{part} tokens (mean / p95 / max)",

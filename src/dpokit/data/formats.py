@@ -45,10 +45,10 @@ from dpokit.data.fields import (
     preview,
     require,
     require_text,
-    type_name,
 )
 from dpokit.data.messages import (
     answer_messages,
+    history_messages,
     looks_like_hh,
     parse_messages,
     prompt_messages,
@@ -134,24 +134,11 @@ def _alpaca(record: dict, opts: FormatOptions) -> list[Outcome]:
     extra = optional_text(record, "input")
     if extra:
         user = f"{user}\n{extra}"
-    prompt = _history(record.get("history")) + [{"role": "user", "content": user}]
+    prompt = history_messages(record.get("history")) + [{"role": "user", "content": user}]
     chosen = answer_messages(require(record, "chosen"), "chosen", opts.tags)
     rejected = answer_messages(require(record, "rejected"), "rejected", opts.tags)
     prompt = with_system(prompt, optional_text(record, "system"))
     return [_pair(prompt, chosen, rejected, record, {"instruction", "input", "history", "chosen", "rejected", "system"})]
-
-
-def _history(value: Any) -> list[Message]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise RecordError("history", f"expected a list of [user, assistant] pairs, got {type_name(value)}")
-    messages: list[Message] = []
-    for i, turn in enumerate(value):
-        if not (isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
-            raise RecordError(f"history[{i}]", f"expected a [user text, assistant text] pair, got {preview(turn)}")
-        messages += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
-    return messages
 
 
 def _fixed_columns(prompt_key: str, chosen_key: str, rejected_key: str) -> Callable[[dict, FormatOptions], list[Outcome]]:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunData:
-    """Tokenised train (and eval) pairs, and the data report (``data_report.json``)."""
+    """Tokenised train (and eval) pairs (SFT: examples, as pairs with no rejected answer), and the data report."""
 
     train: list["TokenizedPair"]
     eval: list["TokenizedPair"]
@@ -23,22 +23,31 @@ class RunData:
 
 
 def prepare_data(config: "Config", tokenizer) -> RunData:
-    """Load, normalise and tokenise the data; every process does the same (it is deterministic)."""
-    from dpokit.data.load import load_from_config
-    from dpokit.data.report import build_report
-    from dpokit.data.tokenize import tokenize_pairs
+    """Load, normalise and tokenise the data; every process does the same (it is deterministic).
 
-    train_result, eval_result = load_from_config(config.data, config.training.seed)
-    train_pairs, train_stats = tokenize_pairs(train_result.pairs, tokenizer, config.data)
-    report = build_report(train_result, train_pairs, train_stats, tokenizer, config.data)
-    eval_pairs: list = []
+    ``stage: sft`` reads SFT files (prompt/completion, messages, alpaca, ShareGPT) and
+    preference files' chosen answers; ``stage: dpo`` reads preference pairs.
+    """
+    from dpokit.data.load import load_from_config, load_sft_from_config
+    from dpokit.data.report import build_report, build_sft_report
+    from dpokit.data.tokenize import tokenize_pairs, tokenize_sft
+
+    sft = config.stage == "sft"
+    load, tokenize, build = ((load_sft_from_config, tokenize_sft, build_sft_report) if sft
+                             else (load_from_config, tokenize_pairs, build_report))
+    noun = "examples" if sft else "pairs"
+    train_result, eval_result = load(config.data, config.training.seed)
+    train_items, train_stats = tokenize(getattr(train_result, noun), tokenizer, config.data)
+    report = build(train_result, train_items, train_stats, tokenizer, config.data)
+    eval_items: list = []
     if eval_result is not None:
-        eval_pairs, eval_stats = tokenize_pairs(eval_result.pairs, tokenizer, config.data)
-        report["eval"] = build_report(eval_result, eval_pairs, eval_stats, tokenizer, config.data)
-    if not train_pairs:
+        eval_items, eval_stats = tokenize(getattr(eval_result, noun), tokenizer, config.data)
+        report["eval"] = build(eval_result, eval_items, eval_stats, tokenizer, config.data)
+    if not train_items:
         raise DpokitError(
-            f"data.train_files: no usable training pairs ({train_result.records} records, "
-            f"{len(train_result.pairs)} pairs before tokenisation; dropped: {report.get('dropped', {})})",
-            "run `dpokit data inspect` on the files to see why; raise data.max_length if pairs were truncated away",
+            f"data.train_files: no usable training {noun} ({train_result.records} records, "
+            f"{len(getattr(train_result, noun))} {noun} before tokenisation; dropped: {report.get('dropped', {})})",
+            f"run `dpokit data inspect{' --stage sft' if sft else ''}` on the files to see why; "
+            f"raise data.max_length if {noun} were truncated away",
         )
-    return RunData(train_pairs, eval_pairs, report, tokenizer.pad_token_id)
+    return RunData(train_items, eval_items, report, tokenizer.pad_token_id)
