@@ -34,7 +34,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, AsyncIterator, Optional, Sequence
+from typing import Any, AsyncIterator, Callable, Optional, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -84,11 +84,19 @@ class ServeState:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     cors_origins: Sequence[str] = field(default_factory=tuple)
     default_max_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    on_close: Optional[Callable[[], None]] = None
+    closed: bool = False
 
     def close(self) -> None:
+        """Stop the workers (queued requests answered 503) and release the label store; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
         self.scheduler.close()
         if self.labels is not None:
             self.labels.close()
+        if self.on_close is not None:
+            self.on_close()
 
 
 # ---------------------------------------------------------------- middleware (plain ASGI)

@@ -77,6 +77,11 @@ def build_state(options: ServeOptions, *, torch_threads: Optional[int] = None, s
     from dpokit.serve.scheduler import Scheduler
 
     check_options(options)
+    specs = parse_specs(options.models, options.named_models)
+    from dpokit.runs import open_model_or_run
+
+    for spec in specs:  # a wrong path fails here, before any file is created or weights loaded
+        open_model_or_run(spec.ref)
     prompts = []
     if options.prompts:
         from dpokit.generate import read_prompt_records
@@ -90,7 +95,7 @@ def build_state(options: ServeOptions, *, torch_threads: Optional[int] = None, s
         for note in labels.repaired:
             say(f"labels: {note}")
     try:
-        registry = load_registry(parse_specs(options.models, options.named_models), dtype=options.dtype,
+        registry = load_registry(specs, dtype=options.dtype,
                                  include_bases=options.include_bases, say=say)
     except BaseException:
         if labels is not None:
@@ -114,6 +119,7 @@ def serve(options: ServeOptions) -> int:
         say(f"WARNING: listening on {options.host} with no API key: anyone who can reach this machine can use "
             "the models and write labels. Set DPOKIT_API_KEY (or --api-key), or bind to 127.0.0.1.")
     state = build_state(options)
+    state.on_close = lambda: say("stopped: requests in flight finished, every label is on disk")
     app = create_app(state)
     host = f"[{options.host}]" if ":" in options.host else options.host
     names = ", ".join(state.registry.names)
@@ -128,7 +134,7 @@ def serve(options: ServeOptions) -> int:
                             timeout_graceful_shutdown=options.graceful_timeout_s, access_log=False)
     server = uvicorn.Server(config)
     try:
-        server.run()
+        server.run()  # on SIGTERM uvicorn shuts down, then re-raises the signal: the exit status says SIGTERM
     finally:
         state.close()  # a no-op when the lifespan already closed it
     return 0 if server.started else 1
