@@ -194,6 +194,30 @@ def test_text_completion_stream(client):
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
 
 
+def test_a_client_that_goes_away_stops_its_generation(live, monkeypatch):
+    model = live.state.registry.get("base").model
+    generated = []
+    original = model.generate
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        generated.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(model, "generate", spy)
+    body = {"model": "base", "messages": HELLO, "max_tokens": 2000, "temperature": 0, "stream": True}
+    with httpx.Client(base_url=live.url, timeout=60) as client:
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            assert next(lines).startswith("data: ")
+            next(lines)
+            next(lines)  # some text has arrived; now hang up
+    deadline = time.monotonic() + 60
+    while not generated and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert generated and generated[0] < 2000
+
+
 # ---------------------------------------------------------------- the official client
 
 

@@ -171,3 +171,15 @@ def test_serve_is_a_command():
     from dpokit.cli import COMMANDS
 
     assert ("serve", "serve") == COMMANDS[[c[0] for c in COMMANDS].index("serve")][:2]
+
+
+@pytest.mark.slow
+def test_no_model_serves_the_embedded_default():
+    """`dpokit serve` on a fresh machine: the embedded SmolLM2, answering sensibly."""
+    state = build_state(labels_dir=None, max_tokens=12)
+    assert state.registry.names == ["smollm2-135m-instruct"]
+    with LiveServer(state) as server:
+        body = httpx.post(server.url + "/v1/chat/completions", timeout=120, json={
+            "model": "smollm2-135m-instruct", "temperature": 0,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}]}).json()
+    assert "Paris" in body["choices"][0]["message"]["content"]
