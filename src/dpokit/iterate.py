@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from dpokit.errors import DpokitError
+from dpokit.errors import DpokitError, with_flags
 from dpokit.outputs import make_dirs, write_file, write_json, write_jsonl
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_PNG = "summary.png"
 WAITING_EXIT_CODE = 3
 """``dpokit iterate``'s exit status when it stopped for people to label (not an error)."""
+JUDGE_FLAGS = {"--judge": "iterate.judge"}
+"""Judges name their setting as ``dpokit compare``'s flag; here it is a config key."""
 
 
 def say(text: str) -> None:
@@ -174,6 +176,7 @@ def _stage(layout: Layout, k: int, step: str) -> Iterator[None]:
     try:
         yield
     except DpokitError as err:
+        err = with_flags(err, JUDGE_FLAGS)
         kept = f"finished rounds are kept in {layout.root}; rerunning the same command continues from round {k}, {step}"
         raise DpokitError(f"round {k}, {step}: {err.message}", f"{err.hint}\n  ({kept})" if err.hint else kept) from None
 
@@ -233,12 +236,15 @@ class Loop:
         # Bad prompts or a judge that cannot work fail here, before any model is loaded.
         self.train_prompts = read_prompt_records(self.settings.prompts)
         self.eval_prompts = read_prompt_records(self.settings.eval_prompts)
-        self.judge = make_judge(self.settings.judge, seed=self.settings.sampling_seed)
-        self.kind = judge_kind(self.judge)
-        if self.settings.eval_judge:
-            self.eval_judge = make_judge(self.settings.eval_judge, seed=self.settings.sampling_seed)
-        else:
-            self.eval_judge = None if self.kind == HUMAN else self.judge
+        try:
+            self.judge = make_judge(self.settings.judge, seed=self.settings.sampling_seed)
+            self.kind = judge_kind(self.judge)
+            if self.settings.eval_judge:
+                self.eval_judge = make_judge(self.settings.eval_judge, seed=self.settings.sampling_seed)
+            else:
+                self.eval_judge = None if self.kind == HUMAN else self.judge
+        except DpokitError as err:
+            raise with_flags(err, JUDGE_FLAGS) from None
         self.policies = PolicyCache(config.model.dtype if config.model.dtype != "auto" else None)
 
     def renderer(self, tokenizer):
