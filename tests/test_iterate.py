@@ -345,6 +345,29 @@ def test_reference_initial_keeps_the_starting_model(baseline, files, tiny_model_
     assert abs(first["rewards/chosen"]) > 1e-3
 
 
+def test_mix_keeps_a_seeded_share_of_the_offline_pairs(baseline, files, tiny_model_dir, tmp_path):
+    from dpokit.iterate import Loop, run_iterate
+
+    offline = tmp_path / "offline.jsonl"
+    offline.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."}) + "\n"
+                               for i in range(8)))
+    out = copy_rounds(baseline, tmp_path / "loop", [0], {1: ["candidates.jsonl", "judged.jsonl"]})
+    config = loop_config(files, tiny_model_dir, out, [f"data.train_files=[{offline}]"], mix=0.5, rounds=1)
+    run_iterate(config, show_progress=False)
+    mixed = rows(out / "round-1" / "offline_pairs.jsonl")
+    assert len(mixed) == 4 and len({m["prompt"][0]["content"] for m in mixed}) == 4
+    assert all(m["prompt"][0]["content"].startswith("Question ") for m in mixed)
+    run_config = yaml.safe_load((out / "round-1" / "run" / "config.yaml").read_text())
+    assert run_config["data"]["train_files"] == [str(out.resolve() / "round-1" / name)
+                                                 for name in ("pairs.jsonl", "offline_pairs.jsonl")]
+    report = json.loads((out / "round-1" / "run" / "data_report.json").read_text())
+    assert report["pairs"] == len(rows(out / "round-1" / "pairs.jsonl")) + 4  # both files were trained on
+    assert (out / "round-1" / "pairs.jsonl").read_bytes() == (baseline / "round-1" / "pairs.jsonl").read_bytes()
+    (out / "round-1" / "offline_pairs.jsonl").unlink()
+    Loop(config, show_progress=False).write_offline_pairs(1)  # seeded by sampling_seed and the round
+    assert rows(out / "round-1" / "offline_pairs.jsonl") == mixed
+
+
 # ---------------------------------------------------------------- resuming
 
 

@@ -245,6 +245,9 @@ class Loop:
                 self.eval_judge = None if self.kind == HUMAN else self.judge
         except DpokitError as err:
             raise with_flags(err, JUDGE_FLAGS) from None
+        if self.eval_judge is None:
+            say("note: the held-out prompts get answers but no scores: people judge this loop and the measure "
+                "needs an unattended judge (set iterate.eval_judge, e.g. python:FILE.py:FUNCTION or rm:PATH)")
         self.policies = PolicyCache(config.model.dtype if config.model.dtype != "auto" else None)
 
     def renderer(self, tokenizer):
