@@ -232,7 +232,8 @@ def test_two_rounds_raise_the_held_out_score(baseline, files):
         candidates = rows(round_dir / "candidates.jsonl")
         assert len(candidates) == len(TRAIN_TOPICS)
         assert all(len(r["candidates"]) == 4 and r["sampling"]["seed"] == 1 + k and r["round"] == k for r in candidates)
-        assert candidates[0]["model"] == (str(baseline.resolve() / "round-1" / "run") if k == 2 else table[0]["run_dir"])
+        sampled_by = str(baseline.resolve() / "round-1" / "run") if k == 2 else table[0]["run_dir"]
+        assert candidates[0]["model"] == sampled_by
         judged = rows(round_dir / "judged.jsonl")
         for row in judged:  # the rule's own scores, candidate by candidate
             assert row["scores"] == [plain(c) if c.strip() else None for c in row["candidates"]]
@@ -330,8 +331,8 @@ def test_reference_initial_keeps_the_starting_model(baseline, files, tiny_model_
     from dpokit.iterate import run_iterate
 
     out = copy_rounds(baseline, tmp_path / "loop", [0, 1], {2: ["candidates.jsonl", "judged.jsonl", "pairs.jsonl"]})
-    config = loop_config(files, tiny_model_dir, out, ["training.max_steps=1", "training.per_device_train_batch_size=16"],
-                         reference_round="initial")
+    one_step = ["training.max_steps=1", "training.per_device_train_batch_size=16"]
+    config = loop_config(files, tiny_model_dir, out, one_step, reference_round="initial")
     run_iterate(config, show_progress=False)
     round2 = out / "round-2" / "run"
     run_config, examples = _round_examples(round2, tiny_model_dir)
@@ -349,8 +350,8 @@ def test_mix_keeps_a_seeded_share_of_the_offline_pairs(baseline, files, tiny_mod
     from dpokit.iterate import Loop, run_iterate
 
     offline = tmp_path / "offline.jsonl"
-    offline.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."}) + "\n"
-                               for i in range(8)))
+    offline.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": "No."})
+                               + "\n" for i in range(8)))
     out = copy_rounds(baseline, tmp_path / "loop", [0], {1: ["candidates.jsonl", "judged.jsonl"]})
     config = loop_config(files, tiny_model_dir, out, [f"data.train_files=[{offline}]"], mix=0.5, rounds=1)
     run_iterate(config, show_progress=False)
@@ -494,7 +495,8 @@ def test_human_judge_reads_the_label_stores_decisions(home, files, tiny_model_di
     judged = rows(out / "round-1" / "judged.jsonl")
     assert [r["decision"] for r in judged] == ["left", "right", "tie", "skip"] + ["left"] * 6
     pairs = rows(out / "round-1" / "pairs.jsonl")
-    decided = [(c["candidates"], j["decision"]) for c, j in zip(candidates, judged) if j["decision"] in ("left", "right")]
+    decided = [(c["candidates"], j["decision"]) for c, j in zip(candidates, judged)
+               if j["decision"] in ("left", "right")]
     assert len(pairs) == len(decided) == 8
     for pair, (answers, decision) in zip(pairs, decided):
         chosen, rejected = (answers[0], answers[1]) if decision == "left" else (answers[1], answers[0])
@@ -650,7 +652,8 @@ def test_pairwise_judges_score_candidates_by_a_round_robin():
         name = "longer"
 
         def judge(self, prompts, answers_a, answers_b):
-            return [Judgement(A if len(a) > len(b) else B if len(b) > len(a) else TIE) for a, b in zip(answers_a, answers_b)]
+            return [Judgement(A if len(a) > len(b) else B if len(b) > len(a) else TIE)
+                    for a, b in zip(answers_a, answers_b)]
 
     prompt = [{"role": "user", "content": "Hi"}]
     candidates = [["a", "abc", "ab", ""], ["xy", "xy", "zw"]]
@@ -663,7 +666,8 @@ def test_pairwise_judges_score_candidates_by_a_round_robin():
     assert left_out["tie"] == 1
     pairs, left_out = make_pairs(judged, "all_pairs", 1.5, 1)
     assert [(p.chosen[0]["content"], p.rejected[0]["content"]) for p in pairs] == [("abc", "a")]
-    assert left_out["below_min_margin"] == 2 and pairs[0].meta == {"round": 1, "chosen_score": 2.0, "rejected_score": 0.0}
+    assert left_out["below_min_margin"] == 2
+    assert pairs[0].meta == {"round": 1, "chosen_score": 2.0, "rejected_score": 0.0}
 
 
 def test_summary_table():

@@ -20,9 +20,11 @@ and trains starting from it: its run's ``model.name_or_path`` is round k-1's run
 ``reference_round: previous`` the reference is that start model (``dpo.reference``
 precompute or adapter), i.e. exactly round k-1's policy; with ``initial`` it is the starting
 model (``dpo.reference: {model: ...}``). A LoRA round trains a fresh adapter on round k-1's
-model with round k-1's adapter *merged* into it (:mod:`dpokit.start_model`: merged once into
-the cache, the adapter carried in ``run/base/``), so adapters never stack: each round's
-``final/`` is one adapter on one merged model.
+model with round k-1's adapter *merged* into it (:mod:`dpokit.start_model`: merged into a
+cache dir, the adapter carried in ``run/base/``), so adapters never stack: each round's
+``final/`` is one adapter on one merged model. (Each ``run/base/`` names the previous round's
+``run/base/`` by absolute path, so keep the loop's rounds together where they were trained;
+``dpokit merge`` a round to take it elsewhere.)
 
 Resuming: every stage's output is written atomically (:mod:`dpokit.outputs`) and only when
 the stage is complete, so a rerun of the same command skips what exists and redoes no
@@ -30,6 +32,10 @@ finished step. A killed training run resumes from its latest checkpoint
 (``training.save_steps``), or starts that round's training again when it had none. Sampling
 is seeded (``sampling_seed + k``) and training is seeded, so a resumed loop ends where an
 uninterrupted one does.
+
+Names, readers and the checks made before anything slow are :mod:`dpokit.iterate_setup`'s;
+asking the judge and making pairs :mod:`dpokit.iterate_judging`'s; the summary
+:mod:`dpokit.iterate_report`'s.
 """
 
 from __future__ import annotations
@@ -38,51 +44,24 @@ import contextlib
 import gc
 import json
 import random
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from dpokit.errors import DpokitError, with_flags
-from dpokit.outputs import make_dirs, write_file, write_json, write_jsonl
+from dpokit.iterate_judging import WaitingForLabels
+from dpokit.iterate_setup import (CANDIDATES_FILE, EVAL_FILE, JUDGED_FILE, LABELS_DIR, OFFLINE_FILE, PAIRS_FILE,
+                                  RUN_DIR, SUMMARY_JSON, SUMMARY_PNG, Layout, check_iterate_config, count_lines,
+                                  read_rows, record_loop_config, say)
+from dpokit.outputs import make_dirs, write_json, write_jsonl
 
 if TYPE_CHECKING:
-    from dpokit.config import Config, IterateConfig
+    from dpokit.config import Config
 
-CONFIG_FILE = "config.yaml"
-CANDIDATES_FILE = "candidates.jsonl"
-LABELS_DIR = "labels"
-JUDGED_FILE = "judged.jsonl"
-OFFLINE_FILE = "offline_pairs.jsonl"
-PAIRS_FILE = "pairs.jsonl"
-RUN_DIR = "run"
-EVAL_FILE = "eval.json"
-SUMMARY_JSON = "summary.json"
-SUMMARY_PNG = "summary.png"
 WAITING_EXIT_CODE = 3
 """``dpokit iterate``'s exit status when it stopped for people to label (not an error)."""
 JUDGE_FLAGS = {"--judge": "iterate.judge"}
 """Judges name their setting as ``dpokit compare``'s flag; here it is a config key."""
-
-
-def say(text: str) -> None:
-    print(f"dpokit: {text}", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a loop keeps each round's files (see the module docstring)."""
-
-    root: Path
-
-    def round_dir(self, k: int) -> Path:
-        return self.root / f"round-{k}"
-
-    def file(self, k: int, name: str) -> Path:
-        return self.round_dir(k) / name
-
-    def run(self, k: int) -> Path:
-        return self.file(k, RUN_DIR)
 
 
 @dataclass
@@ -92,79 +71,6 @@ class IterateResult:
     """``summary.json``'s rounds, finished rounds only."""
     waiting: Optional[str] = None
     """Set when the loop stopped for people to label (what to do next)."""
-
-
-class _WaitingForLabels(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- checks before anything slow
-
-
-def check_iterate_config(config: "Config") -> "IterateConfig":
-    """The loop's settings, or a :class:`DpokitError` for what cannot work (before any loading)."""
-    from dpokit.config import ReferenceModel
-    from dpokit.preflight import check_config
-
-    settings = config.iterate
-    if settings is None:
-        raise DpokitError("the config has no iterate: section",
-                          "add one, e.g. iterate: {rounds: 2, prompts: prompts.txt, eval_prompts: heldout.txt, "
-                          "judge: python:judge.py:score}; see examples/iterate-concise.yaml")
-    for key in ("prompts", "eval_prompts", "judge"):
-        if not getattr(settings, key):
-            raise DpokitError(f"iterate.{key} is required", "see examples/iterate-concise.yaml")
-    if config.stage != "dpo":
-        raise DpokitError(f"stage: {config.stage}: dpokit iterate trains DPO rounds", "set stage: dpo (or leave it out)")
-    if config.output.overwrite_output_dir:
-        raise DpokitError("output.overwrite_output_dir: dpokit iterate continues what is in output.output_dir",
-                          "to start the loop again, choose a new output.output_dir (or delete the old one)")
-    if settings.judge.strip() == "human" and settings.candidates != 2:
-        raise DpokitError(f"iterate.candidates: {settings.candidates}: the human judge shows people two answers per "
-                          "prompt", "set iterate.candidates: 2")
-    if (settings.eval_judge or "").strip() == "human":
-        raise DpokitError("iterate.eval_judge: human: the held-out measurement needs a judge that can run unattended",
-                          "use rm:PATH, openai:URL#MODEL, python:FILE.py:FUNCTION or dpo:RUN_DIR, or leave it out")
-    if isinstance(config.dpo.reference, ReferenceModel) and not config.dpo.reference_free:
-        raise DpokitError(f"dpo.reference: {config.dpo.reference.model}: dpokit iterate sets each round's reference",
-                          "remove dpo.reference and choose with iterate.reference_round: previous | initial")
-    if settings.mix > 0 and not config.data.train_files:
-        raise DpokitError(f"iterate.mix: {settings.mix}: no offline pairs to mix in (data.train_files is empty)",
-                          "set data.train_files, or iterate.mix: 0")
-    root = Path(config.output.output_dir).expanduser()
-    if root.exists() and not root.is_dir():
-        raise DpokitError(f"output.output_dir: {root} is a file", "choose a directory for the loop")
-    check_config(config)
-    return settings
-
-
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict) or not tree:
-        return {prefix.rstrip("."): tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, dict) and key != "reference"
-                   else {f"{prefix}{key}": value})
-    return out
-
-
-def record_loop_config(layout: Layout, config: "Config") -> None:
-    """Write OUTPUT_DIR/config.yaml; on a rerun, first name the settings that changed (finished stages are kept)."""
-    import yaml
-
-    from dpokit.config import dump_config
-
-    path = layout.root / CONFIG_FILE
-    text = dump_config(config)
-    if path.is_file():
-        saved = _flatten(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-        now = _flatten(yaml.safe_load(text))
-        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k != "iterate.rounds")
-        if changed:
-            say("warning: continuing a loop with settings that differ from its config.yaml (finished stages are "
-                "kept as they are; delete a round's files to redo them): "
-                + ", ".join(f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in changed))
-    write_file(path, text)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -178,24 +84,8 @@ def _stage(layout: Layout, k: int, step: str) -> Iterator[None]:
     except DpokitError as err:
         err = with_flags(err, JUDGE_FLAGS)
         kept = f"finished rounds are kept in {layout.root}; rerunning the same command continues from round {k}, {step}"
-        raise DpokitError(f"round {k}, {step}: {err.message}", f"{err.hint}\n  ({kept})" if err.hint else kept) from None
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """The lines of one of the loop's own JSONL files (a damaged one is a clear error)."""
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DpokitError(f"{path}:{number}: invalid JSON ({err.msg})",
-                                  "the file was edited or damaged: delete it and rerun to make it again") from None
-    return rows
-
-
-def _count_lines(path: Path) -> int:
-    return len(read_rows(path)) if path.is_file() else 0
+        hint = f"{err.hint}\n  ({kept})" if err.hint else kept
+        raise DpokitError(f"round {k}, {step}: {err.message}", hint) from None
 
 
 class PolicyCache:
@@ -277,7 +167,7 @@ class Loop:
                     self.train(k)
                 with _stage(self.layout, k, "measuring"):
                     self.measure(k)
-        except _WaitingForLabels as waiting:
+        except WaitingForLabels as waiting:
             result.waiting = str(waiting)
         except BaseException:
             self.policies.release()
@@ -313,13 +203,13 @@ class Loop:
     # ---- stage: judging
 
     def judge_round(self, k: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from dpokit.iterate_judging import HUMAN, score_candidates
+        from dpokit.iterate_judging import HUMAN, human_decisions, score_candidates
 
         path = self.layout.file(k, JUDGED_FILE)
         if path.is_file():
             return read_rows(path)
         if self.kind == HUMAN:
-            judged = self.human_decisions(k, rows)
+            judged = human_decisions(self.judge, self.layout.file(k, LABELS_DIR), rows, k, self.policy_ref(k - 1))
         else:
             say(f"round {k}: judging {sum(len(r['candidates']) for r in rows)} candidates with {self.judge.name}")
             scores, invalid = score_candidates(self.judge, [r["prompt"] for r in rows], [r["candidates"] for r in rows])
@@ -328,45 +218,6 @@ class Loop:
             judged = [{**{key: row[key] for key in ("prompt", "source", "candidates")}, "scores": s,
                        "judge": self.judge.name} for row, s in zip(rows, scores)]
         write_jsonl(path, judged)
-        return judged
-
-    def human_decisions(self, k: int, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Queue the round's pairs for people; their decisions as judged rows, or stop until all are in."""
-        from dpokit.iterate_judging import judgeable
-        from dpokit.serve.server import DEFAULT_HOST, DEFAULT_PORT
-
-        labels = self.layout.file(k, LABELS_DIR)
-        shown = [i for i, r in enumerate(rows)
-                 if all(judgeable(c) for c in r["candidates"][:2]) and r["candidates"][0] != r["candidates"][1]]
-        if not shown:
-            raise DpokitError("no prompt has two different, non-empty candidates to show people",
-                              "raise iterate.temperature or iterate.max_new_tokens")
-        prompts = [rows[i]["prompt"] for i in shown]
-        ids = self.judge.queue(labels, prompts, [tuple(rows[i]["candidates"][:2]) for i in shown],
-                               model=f"round-{k - 1}", sampling=rows[shown[0]].get("sampling"))
-        status = self.judge.status(labels, prompts)
-        if not status.complete:
-            decided = len(shown) - status.pending
-            raise _WaitingForLabels(
-                f"round {k} waits for people: {decided} of {len(shown)} prompts decided ({status.pairs} pairs, "
-                f"{decided - status.pairs} ties or skips), {status.pending} to go. Label them with\n"
-                f"  dpokit serve {self.policy_ref(k - 1)} --labels-dir {labels}\n"
-                f"and the page http://{DEFAULT_HOST}:{DEFAULT_PORT}/label; then stop the server and run the same "
-                f"dpokit iterate command again")
-        judged = []
-        by_row = dict(zip(shown, ids))
-        for i, row in enumerate(rows):
-            out = {key: row[key] for key in ("prompt", "source", "candidates")}
-            record = status.records.get(by_row[i]) if i in by_row else None
-            out["judge"] = "human"
-            out["decision"] = record.get("decision") if record else None
-            out["preference"] = ({"chosen": record["chosen"][0]["content"], "rejected": record["rejected"][0]["content"]}
-                                 if record and record.get("decision") in ("left", "right") else None)
-            if record:
-                out.update(labeler=record.get("labeler"), edited=bool(record.get("edited")), item_id=by_row[i])
-            else:
-                out["note"] = "not shown: empty or identical candidates"
-            judged.append(out)
         return judged
 
     # ---- stage: pairs
@@ -387,7 +238,8 @@ class Loop:
             raise DpokitError(
                 f"no preference pair: every pair of candidates tied ({detail or 'nothing to compare'}; "
                 f"pairing {s.pairing}, min_margin {s.min_margin:g})",
-                "sample more varied answers (raise iterate.temperature or iterate.candidates), lower iterate.min_margin, "
+                "sample more varied answers (raise iterate.temperature or iterate.candidates), "
+                "lower iterate.min_margin, "
                 "or use a judge that tells these answers apart")
         if s.mix > 0:
             self.write_offline_pairs(k)
@@ -487,7 +339,10 @@ class Loop:
     # ---- the summary
 
     def write_summary(self, quiet: bool = False) -> list[dict[str, Any]]:
-        """summary.json and summary.png from the rounds measured so far (``quiet``: never raise, an error is on its way)."""
+        """summary.json and summary.png from the rounds measured so far.
+
+        ``quiet``: never raise (an error is already on its way).
+        """
         from dpokit.iterate_report import summary_row, write_plot, write_summary
 
         rows = []
@@ -497,7 +352,7 @@ class Loop:
                 break
             measured = json.loads(path.read_text(encoding="utf-8"))
             run_dir = self.initial if k == 0 else str(Path(self.config.output.output_dir) / f"round-{k}" / RUN_DIR)
-            rows.append(summary_row(k, _count_lines(self.layout.file(k, PAIRS_FILE)), measured, run_dir))
+            rows.append(summary_row(k, count_lines(self.layout.file(k, PAIRS_FILE)), measured, run_dir))
         try:
             write_summary(self.layout.root / SUMMARY_JSON, rows, judge=self.judge.name,
                           eval_judge=self.eval_judge.name if self.eval_judge is not None else None)

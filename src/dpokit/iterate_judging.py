@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 from collections import Counter
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from dpokit.data.ranking import RatedAnswer, pair_up
@@ -161,6 +162,57 @@ def make_pairs(rows: Sequence[dict[str, Any]], strategy: str, min_margin: float,
                 prompt=[dict(m) for m in row["prompt"]], chosen=[{"role": "assistant", "content": chosen}],
                 rejected=[{"role": "assistant", "content": rejected}], source=row.get("source", ""), meta=pair_meta))
     return pairs, left_out
+
+
+# ---------------------------------------------------------------- people
+
+
+class WaitingForLabels(Exception):
+    """People have not decided every queued pair yet; the message says how many and how to go on."""
+
+
+def human_decisions(judge, labels_dir: Path, rows: Sequence[dict[str, Any]], round_number: int,
+                    policy: str) -> list[dict[str, Any]]:
+    """Queue each prompt's first two candidates in ``labels_dir`` for people (``policy`` wrote them);
+    once every one is decided, the judged rows (``decision``, ``preference``, ``labeler``, ``edited``).
+
+    Raises :class:`WaitingForLabels` while some are pending. Prompts whose two candidates are
+    empty or identical are not shown (no preference can come of them).
+    """
+    from dpokit.serve.server import DEFAULT_HOST, DEFAULT_PORT
+
+    shown = [i for i, r in enumerate(rows)
+             if all(judgeable(c) for c in r["candidates"][:2]) and r["candidates"][0] != r["candidates"][1]]
+    if not shown:
+        raise DpokitError("no prompt has two different, non-empty candidates to show people",
+                          "raise iterate.temperature or iterate.max_new_tokens")
+    prompts = [rows[i]["prompt"] for i in shown]
+    ids = judge.queue(labels_dir, prompts, [tuple(rows[i]["candidates"][:2]) for i in shown],
+                      model=f"round-{round_number - 1}", sampling=rows[shown[0]].get("sampling"))
+    status = judge.status(labels_dir, prompts)
+    if not status.complete:
+        decided = len(shown) - status.pending
+        raise WaitingForLabels(
+            f"round {round_number} waits for people: {decided} of {len(shown)} prompts decided ({status.pairs} pairs, "
+            f"{decided - status.pairs} ties or skips), {status.pending} to go. Label them with\n"
+            f"  dpokit serve {policy} --labels-dir {labels_dir}\n"
+            f"and the page http://{DEFAULT_HOST}:{DEFAULT_PORT}/label; then stop the server and run the same "
+            f"dpokit iterate command again")
+    judged = []
+    by_row = dict(zip(shown, ids))
+    for i, row in enumerate(rows):
+        out = {key: row[key] for key in ("prompt", "source", "candidates")}
+        record = status.records.get(by_row[i]) if i in by_row else None
+        out["judge"] = "human"
+        out["decision"] = record.get("decision") if record else None
+        out["preference"] = ({"chosen": record["chosen"][0]["content"], "rejected": record["rejected"][0]["content"]}
+                             if record and record.get("decision") in ("left", "right") else None)
+        if record:
+            out.update(labeler=record.get("labeler"), edited=bool(record.get("edited")), item_id=by_row[i])
+        else:
+            out["note"] = "not shown: empty or identical candidates"
+        judged.append(out)
+    return judged
 
 
 # ---------------------------------------------------------------- the held-out measure

@@ -21,7 +21,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
     p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", help="a YAML config with an iterate: section (and the usual model, lora, dpo, training, output)")
+    p.add_argument("config", help="a YAML config with an iterate: section (and the usual model, lora, dpo, "
+                                   "training, output sections)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. iterate.rounds=3 learning_rate=1e-5")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (log lines only)")
     p.set_defaults(func=run)
