@@ -589,7 +589,7 @@ def test_a_failing_judge_names_round_and_step_and_keeps_finished_rounds(baseline
     assert (out / "round-2" / "candidates.jsonl").is_file() and not (out / "round-2" / "judged.jsonl").exists()
 
     with pytest.raises(DpokitError, match=r"round 2, pairing: no preference pair: every pair of candidates tied "
-                                          r"\(10 tie; pairing best_vs_worst"):
+                                          r"\(10 tied; pairing best_vs_worst"):
         run_iterate(loop_config(files, tiny_model_dir, out, judge=f"python:{files / 'rule.py'}:constant"),
                     show_progress=False)
     assert not (out / "round-2" / "pairs.jsonl").exists()

@@ -62,6 +62,9 @@ WAITING_EXIT_CODE = 3
 """``dpokit iterate``'s exit status when it stopped for people to label (not an error)."""
 JUDGE_FLAGS = {"--judge": "iterate.judge"}
 """Judges name their setting as ``dpokit compare``'s flag; here it is a config key."""
+LEFT_OUT = {"tie": "tied", "below_min_margin": "closer than min_margin", "identical": "identical answers",
+            "not_a_pair": "tie or skip by people"}
+"""How the pairing step names what it left out (:func:`dpokit.iterate_judging.make_pairs`' reasons)."""
 
 
 @dataclass
@@ -232,7 +235,7 @@ class Loop:
         s = self.settings
         pairs, left_out = make_pairs(judged, s.pairing, s.min_margin, k)
         unjudged = sum(1 for r in judged if "scores" in r for v in r["scores"] if v is None)
-        detail = ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in sorted(left_out.items()) if n)
+        detail = ", ".join(f"{n} {LEFT_OUT.get(reason, reason)}" for reason, n in sorted(left_out.items()) if n)
         detail += f"{', ' if detail else ''}{unjudged} empty candidates" if unjudged else ""
         if not pairs:
             raise DpokitError(
