@@ -423,6 +423,12 @@ def test_offline_findings_are_the_live_ones(tmp_path):
     assert diagnose(synthetic_config(), reversed(rows), healthy_report(), N).findings == printed  # any order in
 
 
+def test_a_config_dict_works_as_the_config():
+    rows = displaced(healthy_rows(), -0.05)
+    as_dict = diagnose(synthetic_config().model_dump(mode="json"), rows, healthy_report())
+    assert as_dict.findings == diagnose(synthetic_config(), rows, healthy_report()).findings != []
+
+
 def test_total_steps_come_from_max_steps_else_the_data(tmp_path):
     config = build_config({"training": {"per_device_train_batch_size": 4, "num_train_epochs": 2}})
     rows = train_rows(healthy_rows())[:10]
