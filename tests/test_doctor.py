@@ -124,8 +124,8 @@ def test_accuracy_one_within_the_first_fifth_is_too_easy(tmp_path):
     finding = found["pairs_too_easy"]
     # 4 pairs a line: 4 lines hold 16 pairs, so the first all-right window is steps 5-8.
     assert finding.step == 8
-    assert finding.message.startswith("step 8 of 60 (13% of the run): reward accuracy 1.00")
-    assert "steps 5-8" in finding.message
+    assert finding.message.startswith("step 8 of 60 (13% of the run): reward accuracy 1.00, loss ")
+    assert "margin 2.00 (mean of the 4 logged steps 5-8)" in finding.message and "first 20%" in finding.message
     assert "training.learning_rate=1e-05" in finding.hint and "dpo.rpo_alpha=0.5" in finding.hint
 
 
@@ -145,6 +145,18 @@ def test_a_loss_below_005_early_is_too_easy(tmp_path, loss, flagged):
     assert ("pairs_too_easy" in found) is flagged
     if flagged:
         assert found["pairs_too_easy"].step == 9 and "loss 0.030" in found["pairs_too_easy"].message
+
+
+@pytest.mark.parametrize("loss, flagged", [(0.005, True), (0.02, False)])
+def test_a_saturated_loss_later_in_the_run_is_too_easy(tmp_path, loss, flagged):
+    rows = separated(healthy_rows(), 30, margin=6.0)
+    for r in train_rows(rows):
+        if r["step"] >= 30:
+            r["loss"] = loss
+    found = findings_of(tmp_path, rows)
+    assert set(found) == ({"pairs_too_easy"} if flagged else set())
+    if flagged:
+        assert found["pairs_too_easy"].step == 33 and "the loss has saturated" in found["pairs_too_easy"].message
 
 
 def test_the_nll_term_is_taken_out_of_the_loss(tmp_path):

@@ -42,6 +42,7 @@ SMOOTH_LINES = 3
 # pairs_too_easy (check_pairs_too_easy)
 TOO_EASY_FRACTION = 0.2  # share of the run's steps within which separation is "at once"
 TOO_EASY_LOSS = 0.05  # preference loss (sigmoid: margin above ~3 in reward units)
+TOO_EASY_SATURATED_LOSS = 0.01  # preference loss of a saturated run, at any step (margin above ~4.6)
 TOO_EASY_MIN_PAIRS = 16  # pairs the judged window must average
 TOO_EASY_MIN_LINES = 2  # logged lines the judged window must hold
 TOO_EASY_MIN_MARGIN = 0.05  # mean reward margin (beta x nats) below which accuracy 1.0 separates nothing
@@ -297,45 +298,53 @@ def _g(value: float) -> str:
 
 
 def check_pairs_too_easy(facts: RunFacts, history: History) -> Optional[Finding]:
-    """The pairs are told apart almost at once: nothing is left to learn, and the rest of the
-    run over-optimises (margins grow by pushing the answers' likelihoods around).
+    """The pairs are told apart almost at once, or with margin to spare: nothing is left to
+    learn from them, and more steps only over-optimise (margins grow by pushing the answers'
+    likelihoods around). Easy pairs usually differ in a surface cue (form, length, a phrase).
 
-    Rule: at a logged train step within the first :data:`TOO_EASY_FRACTION` (20%) of the run's
-    steps, the mean over the last ``k`` logged lines of the reward accuracy is 1.0, or (for
+    Rule, on the mean over the last ``k`` logged train lines: (a) at a step within the first
+    :data:`TOO_EASY_FRACTION` (20%) of the run, the reward accuracy is 1.0, or (for
     ``sigmoid``/``robust`` losses without label smoothing, whose preference loss falls to 0)
-    the mean preference loss (the logged loss less the NLL term) is below
-    :data:`TOO_EASY_LOSS` (0.05). ``k`` is the number of lines that averages at least
-    :data:`TOO_EASY_MIN_PAIRS` (16) pairs, and at least :data:`TOO_EASY_MIN_LINES` (2): one
-    batch of 4 all right by chance is not evidence. The mean reward margin over those lines
-    must be at least :data:`TOO_EASY_MIN_MARGIN` too: a policy that has barely moved from its
-    reference (see ``not_learning``) orders every pair the same way without having separated
-    them.
+    the preference loss (the logged loss less the NLL term) is below :data:`TOO_EASY_LOSS`
+    (0.05); or (b) at any step, for those losses, the accuracy is 1.0 and the preference
+    loss below :data:`TOO_EASY_SATURATED_LOSS` (0.01): the loss has saturated, which a short
+    run (whose first 20% is a handful of steps) reaches without (a). ``k`` is the number of
+    lines that averages at least :data:`TOO_EASY_MIN_PAIRS` (16) pairs, and at least
+    :data:`TOO_EASY_MIN_LINES` (2): one batch of 4 all right by chance is not evidence. The
+    mean reward margin over those lines must be at least :data:`TOO_EASY_MIN_MARGIN` too: a
+    policy that has barely moved from its reference (see ``not_learning``) orders every pair
+    the same way without having separated them.
     """
     if not history.train:
         return None
     step = int(history.train[-1]["step"])
-    if step > TOO_EASY_FRACTION * facts.total_steps:
-        return None
     k = max(TOO_EASY_MIN_LINES, math.ceil(TOO_EASY_MIN_PAIRS / max(1, facts.pairs_per_line)))
     accuracy = history.column("rewards/accuracies")[-k:]
     margin = history.column("rewards/margins")[-k:]
     loss = _preference_loss(history, facts)[-k:]
     if len(accuracy) < k or not np.isfinite(accuracy).all() or not np.isfinite(margin).all():
         return None
-    mean_accuracy, mean_loss = float(accuracy.mean()), float(loss.mean())
-    if float(margin.mean()) < TOO_EASY_MIN_MARGIN:
+    mean_accuracy, mean_loss, mean_margin = float(accuracy.mean()), float(loss.mean()), float(margin.mean())
+    if mean_margin < TOO_EASY_MIN_MARGIN:
         return None
+    all_right = mean_accuracy >= 1.0 - 1e-9
     loss_applies = facts.loss_type in ("sigmoid", "robust") and facts.label_smoothing == 0
-    if not (mean_accuracy >= 1.0 - 1e-9 or (loss_applies and mean_loss < TOO_EASY_LOSS)):
+    early = step <= TOO_EASY_FRACTION * facts.total_steps and (all_right or (loss_applies and mean_loss < TOO_EASY_LOSS))
+    saturated = all_right and loss_applies and mean_loss < TOO_EASY_SATURATED_LOSS
+    if not (early or saturated):
         return None
     first = int(history.train[-k]["step"])
     loss_name = "preference loss" if facts.nll_weight else "loss"
+    if early:
+        why = (f"the pairs are told apart within the first {TOO_EASY_FRACTION:.0%} of training, so the rest of the run "
+               "only pushes the margins up (over-optimisation)")
+    else:
+        why = ("the loss has saturated: every pair is separated with margin to spare, so further steps have nothing "
+               "to learn from these pairs and only push the margins up (over-optimisation)")
     return Finding(
         "pairs_too_easy", step,
-        f"{_of(step, facts)} ({step / facts.total_steps:.0%} of the run): reward accuracy {mean_accuracy:.2f} and "
-        f"{loss_name} {mean_loss:.3f} (mean of the {k} logged steps {first}-{step}): the pairs are told apart "
-        f"within the first {TOO_EASY_FRACTION:.0%} of training, so the rest of the run only pushes the margins up "
-        "(over-optimisation)",
+        f"{_of(step, facts)} ({step / facts.total_steps:.0%} of the run): reward accuracy {mean_accuracy:.2f}, "
+        f"{loss_name} {mean_loss:.3f}, margin {mean_margin:.2f} (mean of the {k} logged steps {first}-{step}): {why}",
         "use pairs that are harder to tell apart (rejected answers that differ from the chosen in substance, not in "
         "form, length or a tell-tale phrase: see `dpokit data inspect`); or train more gently: "
         f"training.learning_rate={_g(facts.learning_rate / 5)} (now {facts.learning_rate:g}) and "
