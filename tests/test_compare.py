@@ -12,11 +12,13 @@ import pytest
 
 from dpokit import comparison as compare_mod
 from dpokit.cli import main
-from dpokit.comparison import (
-    compare, judge_answers, load_prompts, render_html, wilson_interval, win_rate, write_report,
-)
+from dpokit.comparison import compare, judge_answers, load_prompts, win_rate
+from dpokit.comparison_report import render_html, write_report
+from dpokit.stats import wilson_interval
 from dpokit.errors import DpokitError
-from dpokit.judges import Judgement, OpenAIJudge, RewardModelJudge, make_judge, parse_verdict
+from dpokit.judges import Judgement, make_judge
+from dpokit.judges.llm import OpenAIJudge, parse_verdict
+from dpokit.judges.reward_model import RewardModelJudge
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -269,8 +271,8 @@ def test_openai_judge_model_from_models_list_and_no_key(stub_server, monkeypatch
     assert judge.judge([[{"role": "user", "content": "q"}]], ["GOOD"], ["bad"])[0].winner == "A"
     assert stub_server.requests[-1]["auth"] is None
     # A bare host gets /v1; a full chat/completions URL is used as given.
-    assert OpenAIJudge(stub_server.url.removesuffix("/v1"), "m").endpoint == stub_server.url + "/chat/completions"
-    assert OpenAIJudge(stub_server.url + "/chat/completions", "m").base == stub_server.url
+    assert OpenAIJudge(stub_server.url.removesuffix("/v1"), "m").client.endpoint == stub_server.url + "/chat/completions"
+    assert OpenAIJudge(stub_server.url + "/chat/completions", "m").client.base == stub_server.url
 
 
 def test_openai_judge_wrong_path_is_a_clear_error(stub_server):
@@ -414,7 +416,7 @@ def test_dpo_judge_scores_are_implicit_rewards(tiny_lora_run, tiny_model_dir):
 
     from dpokit.data.tokenize import tokenize_pairs
     from dpokit.data.types import PreferencePair
-    from dpokit.judges import DpoRewardJudge
+    from dpokit.judges.dpo_reward import DpoRewardJudge
     from dpokit.runs import load_for_inference
 
     judge = make_judge(f"dpo:{tiny_lora_run}")

@@ -57,7 +57,7 @@ def healthy_report() -> dict:
         "length_comparison": {"pairs": 240, "chosen_longer": 118, "rejected_longer": 112, "same_length": 10,
                               "chosen_longer_share": 0.4917, "rejected_longer_share": 0.4667,
                               "mean_chosen_tokens": 41.0, "mean_rejected_tokens": 40.2, "mean_difference": 0.8},
-        "prompt_overlap": {"eval_pairs": 40, "overlapping": 0, "share": 0.0, "examples": []},
+        "prompt_overlap": {"eval_items": 40, "overlapping": 0, "share": 0.0, "examples": []},
     }
 
 
@@ -335,7 +335,7 @@ def test_a_mild_length_difference_is_not_length_bias(tmp_path, share, chosen):
 @pytest.mark.parametrize("overlapping", [2, 0])
 def test_prompts_in_both_splits_are_train_eval_overlap(tmp_path, overlapping):
     report = healthy_report()
-    report["prompt_overlap"] = {"eval_pairs": 10, "overlapping": overlapping, "share": overlapping / 10,
+    report["prompt_overlap"] = {"eval_items": 10, "overlapping": overlapping, "share": overlapping / 10,
                                 "examples": [{"prompt": "Why is the sky blue?", "eval_source": "heldout.jsonl:3",
                                               "train_source": "train.jsonl:17"}] if overlapping else []}
     found = findings_of(tmp_path, healthy_rows(), report)
@@ -522,7 +522,7 @@ def test_a_bad_data_report_is_an_error_and_a_missing_one_is_fine(tmp_path, capsy
     assert run_cli(["doctor", str(run_dir)], capsys)[0] == 0
     (run_dir / "data_report.json").write_text("{not json")
     code, _, err = run_cli(["doctor", str(run_dir)], capsys)
-    assert code == 2 and "data_report.json: not valid JSON" in err
+    assert code == 2 and "data_report.json:1: invalid JSON" in err
 
 
 def test_a_run_without_metrics_is_checked_on_its_data(tmp_path):
@@ -586,7 +586,7 @@ def test_prompt_overlap_ignores_the_system_prompt_case_and_spacing():
     evals = [pair("why is the  sky blue?", system="Be brief.", source="e:1"), pair("What is 2+2?", source="e:2")]
     evals += [pair("Name a colour.", source=f"e:{i}") for i in range(3, 7)]
     overlap = prompt_overlap(train, evals)
-    assert overlap["eval_pairs"] == 6 and overlap["overlapping"] == 5 and overlap["share"] == pytest.approx(0.8333)
+    assert overlap["eval_items"] == 6 and overlap["overlapping"] == 5 and overlap["share"] == pytest.approx(0.8333)
     assert overlap["examples"] == [
         {"prompt": "why is the sky blue?", "eval_source": "e:1", "train_source": "t:1"},
         {"prompt": "Name a colour.", "eval_source": "e:3", "train_source": "t:2"},

@@ -24,7 +24,6 @@ part is missing is skipped). SFT runs have no rewards: only ``unstable``, ``over
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,9 @@ import numpy as np
 
 from dpokit.config import Config, build_config, load_config
 from dpokit.errors import DpokitError
-from dpokit.plot import EVAL_PREFIX, METRICS_FILE, is_eval_row, read_metrics
+from dpokit.metrics_log import EVAL_PREFIX, is_eval_row, read_metrics
+from dpokit.optim import plan_steps, warmup_steps
+from dpokit.rundir import CONFIG_YAML, DATA_REPORT, FINAL_DIR, METRICS_FILE, read_json_object
 
 SMOOTH_LINES = 3
 """Logged lines averaged for a value "now" (per-batch metrics are noisy)."""
@@ -144,17 +145,9 @@ def as_config(config: Union[Config, Mapping[str, Any]]) -> Config:
     return config if isinstance(config, Config) else build_config(dict(config), where="config.yaml")
 
 
-def warmup_steps(config: Config, total_steps: int) -> int:
-    """The scheduler's warmup (as :func:`dpokit.recipe.make_scheduler` computes it)."""
-    training = config.training
-    return training.warmup_steps or math.ceil(training.warmup_ratio * total_steps)
-
-
 def planned_steps(config: Config, data_report: Optional[Mapping[str, Any]]) -> Optional[int]:
-    """Optimizer steps the run was set to take (:func:`dpokit.recipe.plan_steps`), with the
+    """Optimizer steps the run was set to take (:func:`dpokit.optim.plan_steps`), with the
     report's ``pairs_used`` as one process's batches; None when that is needed and unknown."""
-    from dpokit.recipe import plan_steps
-
     if config.training.max_steps > 0:
         return config.training.max_steps
     pairs = (data_report or {}).get("pairs_used")
@@ -605,7 +598,7 @@ def check_train_eval_overlap(facts: RunFacts, report: Mapping[str, Any]) -> Opti
     normalised) is also a train pair's prompt.
     """
     overlap = report.get("prompt_overlap") or {}
-    count, total = overlap.get("overlapping"), overlap.get("eval_pairs")
+    count, total = overlap.get("overlapping"), overlap.get("eval_items")
     if not isinstance(count, int) or count < 1 or not total:
         return None
     examples = overlap.get("examples") or []
@@ -616,7 +609,8 @@ def check_train_eval_overlap(facts: RunFacts, report: Mapping[str, Any]) -> Opti
                    f"train {first.get('train_source', '?')})")
     return Finding(
         "train_eval_overlap", None,
-        f"{count} of {total} eval pairs ({count / total:.0%}) ask a prompt the train data also asks{example}: "
+        f"{count} of {total} eval {'pairs' if facts.dpo else 'examples'} ({count / total:.0%}) ask a prompt the "
+        f"train data also asks{example}: "
         "eval figures on them measure memory, not generalisation",
         "remove those prompts from one side, or hold out whole prompts: data.eval_fraction splits pairs, so the "
         "pairs of one prompt can land on both sides",
@@ -669,8 +663,8 @@ class LiveDoctor:
         config: the run's config (a :class:`~dpokit.config.Config` or ``config.yaml``'s dict).
         data_report: the run's data report (``data_report.json``), or None.
         total_steps: the optimizer steps the run will take.
-        history: records already logged (a resumed run's ``metrics.jsonl``); their findings
-            count as reported and are not returned again.
+        history: records already logged (a resumed run's ``metrics.jsonl``, in any order);
+            their findings count as reported and are not returned again.
     """
 
     def __init__(self, config: Union[Config, Mapping[str, Any]], data_report: Optional[Mapping[str, Any]],
@@ -681,7 +675,7 @@ class LiveDoctor:
         self.findings: list[Finding] = []
         self._active = [check for check in CHECKS if check.applies(self.facts) is None]
         self._data_done = False
-        for record in history:
+        for record in _in_log_order(history):
             self.observe(record)
 
     def begin(self) -> list[Finding]:
@@ -748,15 +742,6 @@ def diagnose(config: Union[Config, Mapping[str, Any]], records: Iterable[Mapping
     return doctor
 
 
-def _read_json(path: Path) -> Optional[Any]:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DpokitError(f"{path}: not valid JSON ({err})", "restore the file, or delete it to diagnose without it") from None
-
-
 def diagnose_run(run_dir: Union[str, Path]) -> LiveDoctor:
     """The doctor of a run dir: its ``config.yaml``, ``data_report.json`` (optional) and
     ``metrics.jsonl`` (optional: without it only the data is checked).
@@ -768,20 +753,19 @@ def diagnose_run(run_dir: Union[str, Path]) -> LiveDoctor:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DpokitError(f"{run_dir}: run directory not found", "pass the output_dir of a `dpokit train` run")
-    config_path = run_dir / "config.yaml"
+    config_path = run_dir / CONFIG_YAML
     if not config_path.is_file():
-        raise DpokitError(f"{run_dir}: not a dpokit run dir (no config.yaml)", "pass the output_dir of a `dpokit train` run")
+        raise DpokitError(f"{run_dir}: not a dpokit run dir (no {CONFIG_YAML})", "pass the output_dir of a `dpokit train` run")
     try:
         config = load_config(config_path)
-        report = _read_json(run_dir / "data_report.json")
+        report = read_json_object(run_dir / DATA_REPORT) if (run_dir / DATA_REPORT).is_file() else None
         records: list[dict] = []
         if (run_dir / METRICS_FILE).is_file():
             metrics = read_metrics(run_dir)
             records = metrics.train + metrics.eval
     except OSError as err:
         raise DpokitError(f"{run_dir}: cannot read the run ({err.strerror or err})") from None
-    report = report if isinstance(report, dict) else None
     total = None
-    if (run_dir / "final").is_dir():
+    if (run_dir / FINAL_DIR).is_dir():
         total = max((int(r["step"]) for r in records if not is_eval_row(r)), default=None)
     return diagnose(config, records, report, total)

@@ -19,10 +19,10 @@ from typing import Any, Iterable, Optional, Union
 import yaml
 
 from dpokit.errors import DpokitError
-from dpokit.plot import CHARTS, PLOTS_DIR, read_metrics, write_atomic
-
-CARD_FILE = "README.md"
-FINAL_DIR = "final"
+from dpokit.metrics_log import read_metrics
+from dpokit.outputs import write_file
+from dpokit.plot import CHARTS
+from dpokit.rundir import FINAL_DIR, MODEL_CARD, PLOTS_DIR
 MAX_TABLE_ROWS = 40
 
 # Settings worth a line in the summary table: (label, dotted path in the config).
@@ -176,19 +176,22 @@ def _data_rows(report: dict) -> list[tuple[str, Any]]:
     dropped = report.get("dropped") or {}
     truncation = report.get("truncation") or {}
     lengths = report.get("lengths") or {}
+    noun = "examples" if report.get("stage") == "sft" else "pairs"  # an SFT report counts examples
     rows: list[tuple[str, Any]] = [
         ("format", report.get("format")), ("records read", report.get("records")),
-        ("pairs found", report.get("pairs")), ("pairs used (after tokenisation)", report.get("pairs_used")),
+        (f"{noun} found", report.get(f"{noun}_found" if noun == "examples" else "pairs")),
+        (f"{noun} used (after tokenisation)", report.get(f"{noun}_used")),
     ]
     if isinstance(dropped, dict):
-        rows.append(("pairs dropped", sum(v for v in dropped.values() if isinstance(v, (int, float)))))
+        rows.append((f"{noun} dropped", sum(v for v in dropped.values() if isinstance(v, (int, float)))))
         rows += [(f"  dropped: {reason}", count) for reason, count in dropped.items()]
     if report.get("errors"):
         rows.append(("bad records skipped", len(report["errors"])))
     if isinstance(truncation, dict):
         rows += [("prompts truncated", truncation.get("prompt_truncated")),
-                 ("answers truncated (pairs)", truncation.get("answer_truncated"))]
-    for part in ("prompt", "chosen", "rejected"):
+                 ("answers truncated (pairs)", truncation.get("answer_truncated")),
+                 ("completions truncated", truncation.get("completion_truncated"))]
+    for part in ("prompt", "chosen", "rejected", "completion"):
         summary = lengths.get(part) if isinstance(lengths, dict) else None
         if isinstance(summary, dict) and summary.get("max") is not None:
             rows.append((f"{part} tokens (mean / p95 / max)",
@@ -369,4 +372,4 @@ def render_model_card(run_dir: Union[str, Path]) -> str:
 
 def write_model_card(run_dir: Union[str, Path]) -> Path:
     """Write ``RUN_DIR/README.md`` (atomically) and return its path."""
-    return write_atomic(Path(run_dir) / CARD_FILE, render_model_card(run_dir))
+    return write_file(Path(run_dir) / MODEL_CARD, render_model_card(run_dir))

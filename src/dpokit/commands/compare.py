@@ -47,7 +47,8 @@ def sampling_from(args) -> dict:
 
 def run(args) -> int:
     from dpokit.commands.generate import sampling_settings
-    from dpokit.comparison import compare, format_text, load_prompts, summary_line, write_report
+    from dpokit.comparison import compare, load_prompts
+    from dpokit.comparison_report import format_text, summary_line, write_report
     from dpokit.errors import DpokitError
     from dpokit.judges import make_judge
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from dpokit.errors import DpokitError
@@ -51,22 +48,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.set_defaults(func=run)
 
 
-def write_jsonl_atomic(rows, out: Path) -> None:
-    """Write JSON lines into a temp file beside ``out``, then rename (no half-written output)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args) -> int:
     from dpokit.generate import generate_candidates, read_prompt_records
+    from dpokit.outputs import write_jsonl
     from dpokit.render import Renderer, with_system_prompt
     from dpokit.runs import load_for_inference
 
@@ -93,7 +77,7 @@ def run(args) -> int:
             row["scores"] = [None] * len(answers)
         row.update({"source": record.source, "model": str(args.model)})
         rows.append(row)
-    write_jsonl_atomic(rows, out)
+    write_jsonl(out, rows)
     print(f"wrote {len(rows)} lines ({len(rows) * args.n} answers) to {out}")
     if args.n > 1:
         print(f"to label: fill in each line's scores (higher = better), then "
