@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("compare", "compare", "answers of two models side by side, with a judged win rate"),
     ("chat", "chat", "terminal chat with a model or run"),
     ("plot", "plot", "PNG charts of a run's metrics"),
+    ("doctor", "doctor", "what is going wrong in a training run, and what to change"),
     ("config", "config", "show the default config, or list valid keys and aliases"),
 ]
 
