@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0]] + list(argv)
     parser, commands = build_parser()
     args = parse_args(parser, commands, sys.argv[1:])
+    if not sys.stderr.isatty():  # a log, not a terminal: no carriage-return bars from transformers
+        import os
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
