@@ -73,7 +73,7 @@ def run_trl(pairs_file: Path, model_path: str, steps: int, tuned: bool, work: Pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from dpokit.recipe import epoch_order
+    from dpokit.data.batches import epoch_order
 
     rows = [json.loads(line) for line in pairs_file.read_text().splitlines()]
     rows = [rows[i] for i in epoch_order(len(rows), SEED, 0)]  # dpokit's batches, so the losses can be compared

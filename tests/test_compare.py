@@ -12,11 +12,13 @@ import pytest
 
 from dpokit import comparison as compare_mod
 from dpokit.cli import main
-from dpokit.comparison import (
-    compare, judge_answers, load_prompts, render_html, wilson_interval, win_rate, write_report,
-)
+from dpokit.comparison import compare, judge_answers, load_prompts, win_rate
+from dpokit.comparison_report import render_html, write_report
+from dpokit.stats import wilson_interval
 from dpokit.errors import DpokitError
-from dpokit.judges import Judgement, OpenAIJudge, RewardModelJudge, make_judge, parse_verdict
+from dpokit.judges import Judgement, make_judge
+from dpokit.judges.llm import OpenAIJudge, parse_verdict
+from dpokit.judges.reward_model import RewardModelJudge
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -269,8 +271,8 @@ def test_openai_judge_model_from_models_list_and_no_key(stub_server, monkeypatch
     assert judge.judge([[{"role": "user", "content": "q"}]], ["GOOD"], ["bad"])[0].winner == "A"
     assert stub_server.requests[-1]["auth"] is None
     # A bare host gets /v1; a full chat/completions URL is used as given.
-    assert OpenAIJudge(stub_server.url.removesuffix("/v1"), "m").endpoint == stub_server.url + "/chat/completions"
-    assert OpenAIJudge(stub_server.url + "/chat/completions", "m").base == stub_server.url
+    assert OpenAIJudge(stub_server.url.removesuffix("/v1"), "m").client.endpoint == stub_server.url + "/chat/completions"
+    assert OpenAIJudge(stub_server.url + "/chat/completions", "m").client.base == stub_server.url
 
 
 def test_openai_judge_wrong_path_is_a_clear_error(stub_server):
@@ -414,7 +416,7 @@ def test_dpo_judge_scores_are_implicit_rewards(tiny_lora_run, tiny_model_dir):
 
     from dpokit.data.tokenize import tokenize_pairs
     from dpokit.data.types import PreferencePair
-    from dpokit.judges import DpoRewardJudge
+    from dpokit.judges.dpo_reward import DpoRewardJudge
     from dpokit.runs import load_for_inference
 
     judge = make_judge(f"dpo:{tiny_lora_run}")
@@ -465,11 +467,18 @@ def test_cli_real_models_with_dpo_judge(tiny_model_dir, tiny_lora_run, tmp_path,
     prompts = tmp_path / "p.txt"
     prompts.write_text("What is 2+2?\nName a colour.\nSay hello.\n")
     out = tmp_path / "report.html"
-    code = main(["compare", tiny_model_dir, str(tiny_lora_run), "--prompts", str(prompts),
-                 "--judge", f"dpo:{tiny_lora_run}", "--max-new-tokens", "4", "--out", str(out), "--json"])
+    args = ["compare", tiny_model_dir, str(tiny_lora_run), "--prompts", str(prompts),
+            "--judge", f"dpo:{tiny_lora_run}", "--max-new-tokens", "4", "--out", str(out), "--json"]
+    # B's own implicit reward would grade B: refused, before anything is generated.
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is model B itself" in err and "--allow-self-judge" in err and not out.exists()
+    code = main(args + ["--allow-self-judge"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)
+    assert "model B itself" in data["judge_warning"]
+    assert "Not an independent judge" in out.read_text()
     summary = data["summary"]
     assert summary["wins"] + summary["losses"] + summary["ties"] + summary["invalid"] == 3
     assert data["sampling"]["do_sample"] is False and data["sampling"]["max_new_tokens"] == 4
@@ -479,3 +488,23 @@ def test_cli_real_models_with_dpo_judge(tiny_model_dir, tiny_lora_run, tmp_path,
             expected = "A" if row["score_a"] > row["score_b"] else "B" if row["score_b"] > row["score_a"] else "tie"
             assert row["winner"] == expected
     assert out.read_text().count('class="item"') == 3
+
+
+def test_judge_conflicts_are_found_by_what_the_refs_point_at(tiny_model_dir, tiny_lora_run, tmp_path):
+    import shutil
+
+    from dpokit.comparison import judge_conflict
+    from dpokit.rundir import write_run_json
+
+    assert "model B itself" in judge_conflict(f"dpo:{tiny_lora_run}", tiny_model_dir, str(tiny_lora_run / "final"))
+    # The run's reference (its base, the adapter switched off) is model A.
+    other = tmp_path / "other-run"
+    shutil.copytree(tiny_lora_run, other)
+    assert "against model A (its reference)" in judge_conflict(f"dpo:{other}", tiny_model_dir, str(tiny_lora_run))
+    # A run on another base, compared with neither: independent.
+    base_copy = tmp_path / "another-base"
+    shutil.copytree(tiny_model_dir, base_copy)
+    write_run_json(other, stage="dpo", base_model=str(base_copy), adapter=True, reference="precompute")
+    assert judge_conflict(f"dpo:{other}", tiny_model_dir, str(tiny_lora_run)) is None
+    assert judge_conflict("rm:/some/reward-model", tiny_model_dir, str(tiny_lora_run)) is None
+

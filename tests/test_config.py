@@ -146,3 +146,24 @@ def test_cli_unknown_override_exits_2_without_traceback():
     assert proc.returncode == 2
     assert "did you mean 'dpo_beta'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_short_seq_length_clamps_the_default_prompt_length_and_says_so():
+    config = build_config({"seq_length": 256})
+    assert config.data.max_prompt_length == 128
+    assert "data.max_prompt_length set to 128" in config.data.adjustments[0]
+    explicit = build_config({"seq_length": 256, "max_prompt_length": 300})  # on purpose: kept (long prompts drop)
+    assert explicit.data.max_prompt_length == 300 and explicit.data.adjustments == []
+    assert build_config({}).data.adjustments == []
+
+
+def test_config_keys_lists_full_keys_and_aliases_only(capsys):
+    from dpokit.cli import main
+
+    assert main(["config", "keys"]) == 0
+    out = capsys.readouterr().out
+    keys, _, aliases = out.partition("aliases")
+    listed = [line for line in keys.splitlines() if line.strip()]
+    assert "dpo.beta" in listed and "lora.r" in listed and "stage" in listed
+    assert all("." in key or key == "stage" for key in listed), [k for k in listed if "." not in k]
+    assert "seq_length  ->  data.max_length" in aliases and "dpo_beta  ->  dpo.beta" in aliases

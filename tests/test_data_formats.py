@@ -18,7 +18,8 @@ import pytest
 from conftest import HH_RLHF, LLAMAFACTORY
 from dpokit.config import DataConfig
 from dpokit.data.formats import FORMAT_NAMES, detect_format
-from dpokit.data.load import load_from_config, load_preference_data, source_path, write_pairs_jsonl
+from dpokit.data.load import load_from_config, load_preference_data
+from dpokit.data.write import source_path, write_pairs_jsonl
 from dpokit.data.ranking import RatedAnswer, pair_up
 from dpokit.errors import DpokitError
 

@@ -6,7 +6,6 @@ import json
 import math
 import shutil
 import statistics
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,14 +16,9 @@ from dpokit.data.load import load_preference_data
 from dpokit.data.tokenize import tokenize_pairs
 from dpokit.data.types import PreferencePair
 from dpokit.errors import DpokitError
-from dpokit.evaluate import (
-    category_fields,
-    evaluate_preferences,
-    evaluate_ref,
-    mean_confidence_interval,
-    preference_metrics,
-    t_quantile,
-)
+from dpokit.evaluate import evaluate_preferences, evaluate_ref
+from dpokit.preference_metrics import category_fields, preference_metrics
+from dpokit.stats import mean_confidence_interval, t_quantile
 from conftest import HH_RLHF
 
 SHORT = DataConfig(max_length=160, max_prompt_length=96)
@@ -241,7 +235,7 @@ def test_base_and_run_are_scored_on_the_same_pairs_and_tokens(tiny_model_dir, ti
 def test_full_finetune_run_uses_its_base_model_as_reference(tmp_path, tiny_model_dir, tokenizer):
     from transformers import AutoModelForCausalLM
 
-    from dpokit.runs import write_run_json
+    from dpokit.rundir import write_run_json
 
     run_dir = tmp_path / "full-run"
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -16,7 +16,8 @@ import torch
 from dpokit.cli import main
 from dpokit.errors import DpokitError
 from dpokit.export import merge_lora
-from dpokit.runs import load_for_inference, write_run_json
+from dpokit.rundir import write_run_json
+from dpokit.runs import load_for_inference
 
 PROBE = "Hello! Which is the largest ocean on Earth?"
 

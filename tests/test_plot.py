@@ -8,7 +8,8 @@ import pytest
 
 from dpokit.cli import main
 from dpokit.errors import DpokitError
-from dpokit.plot import CHARTS, collect_series, plot_run, read_metrics
+from dpokit.metrics_log import read_metrics
+from dpokit.plot import CHARTS, collect_series, plot_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

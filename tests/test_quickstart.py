@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 
 from dpokit.cli import main
 from dpokit.commands.quickstart import free_run_dir

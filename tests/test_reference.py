@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpokit import reference
+from dpokit import fingerprint, reference
 from dpokit.config import build_config
 from dpokit.data.tokenize import TokenizedPair
 from test_train import LN2, home, one_thread, pairs_file, tiny_config, train_lines  # noqa: F401  (fixtures)
@@ -30,39 +30,74 @@ def _pairs(*ids):
 
 
 def test_data_fingerprint_follows_every_token_id_and_the_order():
-    base = reference.data_fingerprint(_pairs(5, 7))
-    assert reference.data_fingerprint(_pairs(5, 7)) == base
-    assert reference.data_fingerprint(_pairs(7, 5)) != base
-    assert reference.data_fingerprint(_pairs(5, 8)) != base
+    base = fingerprint.data_fingerprint(_pairs(5, 7))
+    assert fingerprint.data_fingerprint(_pairs(5, 7)) == base
+    assert fingerprint.data_fingerprint(_pairs(7, 5)) != base
+    assert fingerprint.data_fingerprint(_pairs(5, 8)) != base
     # Moving a token from the prompt to the answer changes the key too.
     moved = [TokenizedPair([1], [2, 5], [6]), TokenizedPair([1, 2], [7], [8])]
-    assert reference.data_fingerprint(moved) != base
+    assert fingerprint.data_fingerprint(moved) != base
 
 
-def test_model_fingerprint_changes_when_weights_are_rewritten(tmp_path, tiny_model_dir):
+def test_model_identity_follows_file_contents_not_names_sizes_or_times(tmp_path, tiny_model_dir, home):
     import shutil
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
-    first = reference.model_fingerprint(str(model))
-    assert first == reference.model_fingerprint(str(model))
+    first = fingerprint.model_identity(str(model))
+    assert first == fingerprint.model_identity(str(model))
     assert first["model"] == str(model.resolve())
     weights = model / "model.safetensors"
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert reference.model_fingerprint(str(model)) != first
+    assert fingerprint.model_identity(str(model)) == first  # touched, same contents: same model
+    # Same name, same size, same mtime, other contents (the last byte of the tensor data): another model.
+    stat = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert weights.stat().st_size == stat.st_size
+    assert fingerprint.model_identity(str(model)) != first
 
 
-def test_cache_key_covers_tokenisation_settings_and_dtype(tiny_model_dir):
+def test_a_hub_id_is_keyed_by_its_resolved_revision(monkeypatch, home):
+    revisions = {"org/model": ("0123abc", None)}
+    monkeypatch.setattr(fingerprint, "hub_revision", lambda repo: revisions.get(repo))
+    identity = fingerprint.model_identity("org/model")
+    assert identity == {"model": "org/model", "revision": "0123abc", "files": None}
+    assert fingerprint.identity_known(identity)
+    revisions["org/model"] = ("4567def", None)  # the repository moved on
+    assert fingerprint.model_identity("org/model") != identity
+    revisions.clear()  # neither cached nor reachable: no identity, so nothing may be cached against it
+    assert not fingerprint.identity_known(fingerprint.model_identity("org/model"))
+
+
+def _key(config, model_dir, examples, precision="no", **batches):
+    options = {"batch_size": 4, "shuffled": True, **batches}
+    return reference.cache_key(reference.cache_key_parts(config, model_dir, examples, precision, **options))
+
+
+def test_cache_key_covers_tokenisation_dtype_and_the_batches(tiny_model_dir, home):
     examples = _pairs(5, 7)
     config = build_config({"model": {"name_or_path": tiny_model_dir}})
-    key = reference.cache_key(reference.cache_key_parts(config, tiny_model_dir, examples, "no"))
-    for override in ("data.max_length=512", "data.max_prompt_length=100", "data.system_prompt=Hi", "model.dtype=bfloat16"):
+    key = _key(config, tiny_model_dir, examples)
+    for override in ("data.max_length=512", "data.max_prompt_length=100", "data.system_prompt=Hi", "model.dtype=bfloat16",
+                     "training.seed=7"):
         other = build_config({"model": {"name_or_path": tiny_model_dir}}, [override])
-        assert reference.cache_key(reference.cache_key_parts(other, tiny_model_dir, examples, "no")) != key, override
-    assert reference.cache_key(reference.cache_key_parts(config, tiny_model_dir, examples, "bf16")) != key
+        assert _key(other, tiny_model_dir, examples) != key, override
+    assert _key(config, tiny_model_dir, examples, "bf16") != key
+    assert _key(config, tiny_model_dir, examples, batch_size=2) != key
+    assert _key(config, tiny_model_dir, examples, num_processes=2) != key
     beta = build_config({"model": {"name_or_path": tiny_model_dir}}, ["dpo.beta=0.5", "training.learning_rate=1"])
-    assert reference.cache_key(reference.cache_key_parts(beta, tiny_model_dir, examples, "no")) == key
+    assert _key(beta, tiny_model_dir, examples) == key
+    # Eval batches are in dataset order: the seed does not matter there.
+    seeded = build_config({"model": {"name_or_path": tiny_model_dir}}, ["training.seed=7"])
+    assert _key(seeded, tiny_model_dir, examples, shuffled=False) == _key(config, tiny_model_dir, examples, shuffled=False)
+    from dpokit.data import collate
+
+    parts = reference.cache_key_parts(config, tiny_model_dir, examples, "no", batch_size=4, shuffled=True)
+    assert parts["batches"]["layout"] == collate.LAYOUT
 
 
 def test_cache_round_trip_and_damaged_files_are_recomputed(home):
@@ -83,14 +118,16 @@ def test_cache_round_trip_and_damaged_files_are_recomputed(home):
 
 def test_precompute_is_reused_by_a_beta_sweep_and_missed_when_max_length_changes(
         tmp_path, tiny_model_dir, pairs_file, home, monkeypatch):
+    from dpokit import scoring
+
     computed = []
-    real = reference.compute_reference_logps
+    real = scoring.score_pairs
 
     def counting(*args, **kwargs):
-        computed.append(args[3])  # the number of pairs scored
+        computed.append(args[2])  # the number of pairs scored
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(reference, "compute_reference_logps", counting)
+    monkeypatch.setattr(scoring, "score_pairs", counting)
     short = ["training.max_steps=1"]
     first = _train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "beta0.1", short))
     assert computed == [12]
@@ -158,13 +195,17 @@ def _logits(model, ids):
 def test_dpo_on_an_sft_lora_run_merges_it_first(tmp_path, tiny_model_dir, pairs_file, home):
     from transformers import AutoModelForCausalLM
 
-    from dpokit.runs import load_for_inference
+    from dpokit.runs import load_for_inference, open_model_or_run
 
     sft_dir = _train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "sft", [
         "stage=sft", "training.max_steps=3", "training.learning_rate=5e-2"]))
     dpo_dir = _train(tiny_config(sft_dir, pairs_file, tmp_path / "dpo", ["training.max_steps=2"]))
 
-    merged = Path(json.loads((dpo_dir / "run.json").read_text())["base_model"])
+    # The run carries the SFT adapter in RUN_DIR/base, naming the original base: it is self-contained.
+    assert json.loads((dpo_dir / "run.json").read_text())["base_model"] == "base"
+    carried = json.loads((dpo_dir / "base" / "adapter_config.json").read_text())
+    assert carried["base_model_name_or_path"] == tiny_model_dir
+    merged = Path(json.loads((dpo_dir / "final" / "adapter_config.json").read_text())["base_model_name_or_path"])
     assert merged.parent == Path(home) / "merged" and (merged / "config.json").is_file()
     ids = torch.tensor([[1, 520, 33, 7, 900, 12]])
     merged_model = AutoModelForCausalLM.from_pretrained(merged)
@@ -172,17 +213,38 @@ def test_dpo_on_an_sft_lora_run_merges_it_first(tmp_path, tiny_model_dir, pairs_
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     torch.testing.assert_close(_logits(merged_model, ids), _logits(sft_model, ids), rtol=1e-4, atol=1e-4)
     assert not torch.allclose(_logits(merged_model, ids), _logits(base, ids), atol=1e-3)
+    assert open_model_or_run(dpo_dir).base_model == str((dpo_dir / "base").resolve())
 
     # The reference is the SFT model (policy == reference at step 1) and the cache is keyed by the merged dir.
     lines = train_lines(dpo_dir)
     assert lines[0]["loss"] == pytest.approx(LN2, abs=1e-5)
     described = [json.loads(p.read_text()) for p in (Path(home) / "refcache").glob("*.json")]
     assert [d["model"] for d in described] == [str(merged.resolve())]
-    # The new adapter sits on the merged model; a second DPO run reuses the merge.
-    adapter_cfg = json.loads((dpo_dir / "final" / "adapter_config.json").read_text())
-    assert Path(adapter_cfg["base_model_name_or_path"]) == merged
+    # A second DPO run reuses the merge.
     stamp = (merged / "model.safetensors").stat().st_mtime_ns
     time.sleep(0.01)
     again = _train(tiny_config(sft_dir, pairs_file, tmp_path / "dpo2", ["training.max_steps=1", "dpo.beta=0.3"]))
-    assert json.loads((again / "run.json").read_text())["base_model"] == str(merged)
+    assert json.loads((again / "run.json").read_text())["base_model"] == "base"
     assert (merged / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_an_sft_then_dpo_run_dir_moved_elsewhere_still_evaluates(tmp_path, tiny_model_dir, pairs_file, home):
+    import shutil
+
+    from dpokit.evaluate import evaluate_ref
+
+    sft_dir = _train(tiny_config(tiny_model_dir, pairs_file, tmp_path / "sft", [
+        "stage=sft", "training.max_steps=3", "training.learning_rate=5e-2"]))
+    dpo_dir = _train(tiny_config(sft_dir, pairs_file, tmp_path / "dpo", ["training.max_steps=2",
+                                                                        "training.learning_rate=5e-2"]))
+    here = evaluate_ref(dpo_dir, [str(pairs_file)], max_pairs=6)
+    # Another machine: the run dir copied to a new place, no SFT run, an empty merge cache.
+    moved = tmp_path / "elsewhere" / "my-run"
+    shutil.copytree(dpo_dir, moved)
+    shutil.rmtree(sft_dir)
+    shutil.rmtree(dpo_dir)
+    shutil.rmtree(Path(home) / "merged")
+    there = evaluate_ref(moved, [str(pairs_file)], max_pairs=6)
+    for key in ("reward_accuracy", "margin_mean", "logprob_accuracy", "logps_chosen_mean", "logps_rejected_mean"):
+        assert there[key] == pytest.approx(here[key], rel=1e-5, abs=1e-6), key
+    assert here["margin_mean"] != 0  # the DPO adapter changed something, so equality means something

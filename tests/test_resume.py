@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from dpokit import checkpoint as ckpt
+from dpokit import rundir
 from dpokit.config import dump_config
 from dpokit.errors import DpokitError
 from test_train import home, one_thread, read_lines, tiny_config, write_pairs  # noqa: F401  (fixtures)
@@ -23,7 +24,7 @@ def _fake_checkpoint(root: Path, name: str, complete: bool = True) -> Path:
     path = root / "checkpoints" / name
     path.mkdir(parents=True)
     if complete:
-        (path / ckpt.TRAINER_STATE).write_text(ckpt.TrainerState(global_step=1).to_json())
+        (path / rundir.TRAINER_STATE).write_text(ckpt.TrainerState(global_step=1).to_json())
     return path
 
 
@@ -32,9 +33,9 @@ def test_incomplete_saves_are_never_taken_and_get_cleaned(tmp_path):
         _fake_checkpoint(tmp_path, f"checkpoint-{step}")
     _fake_checkpoint(tmp_path, ".tmp-checkpoint-12")  # a save killed before its rename
     _fake_checkpoint(tmp_path, "checkpoint-14", complete=False)  # not written by dpokit
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4", "checkpoint-10"]
-    assert ckpt.resolve_resume_path("latest", tmp_path).name == "checkpoint-10"
-    ckpt.remove_incomplete(tmp_path)
+    assert [p.name for p in rundir.list_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4", "checkpoint-10"]
+    assert rundir.resolve_resume_path("latest", tmp_path).name == "checkpoint-10"
+    rundir.remove_incomplete_checkpoints(tmp_path)
     assert not (tmp_path / "checkpoints" / ".tmp-checkpoint-12").exists()
     assert (tmp_path / "checkpoints" / "checkpoint-14").exists()  # not ours to delete
 
@@ -44,16 +45,16 @@ def test_rotation_keeps_the_newest_and_the_one_asked_for(tmp_path):
         _fake_checkpoint(tmp_path, f"checkpoint-{step}")
     deleted = ckpt.rotate_checkpoints(tmp_path, 2, keep=tmp_path / "checkpoints" / "checkpoint-1")
     assert [p.name for p in deleted] == ["checkpoint-2"]
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-1", "checkpoint-3", "checkpoint-4"]
+    assert [p.name for p in rundir.list_checkpoints(tmp_path)] == ["checkpoint-1", "checkpoint-3", "checkpoint-4"]
     assert ckpt.rotate_checkpoints(tmp_path, None) == []
 
 
 def test_resume_path_errors_name_what_to_do(tmp_path):
     with pytest.raises(DpokitError, match="no checkpoint in") as err:
-        ckpt.resolve_resume_path("latest", tmp_path)
+        rundir.resolve_resume_path("latest", tmp_path)
     assert "save_steps" in str(err.value)
     with pytest.raises(DpokitError, match="not a dpokit checkpoint"):
-        ckpt.resolve_resume_path(str(tmp_path), tmp_path)
+        rundir.resolve_resume_path(str(tmp_path), tmp_path)
 
 
 def _adapter(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -81,7 +82,7 @@ def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_m
                 "training.learning_rate=2e-3", "training.logging_steps=3"]
     # 8 train pairs, 2 per micro-batch, 2 micro-batches per step: 2 steps per epoch.
     reference_run = train(tiny_config(tiny_model_dir, data, tmp_path / "whole", settings), show_progress=False)
-    assert [p.name for p in ckpt.list_checkpoints(reference_run)] == ["checkpoint-6", "checkpoint-8"]
+    assert [p.name for p in rundir.list_checkpoints(reference_run)] == ["checkpoint-6", "checkpoint-8"]
 
     out = tmp_path / "killed"
     config_file = tmp_path / "config.yaml"
@@ -101,7 +102,7 @@ def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_m
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "final").exists(), "the run finished before it was killed; the test proves nothing"
-    k = ckpt.checkpoint_step(ckpt.latest_checkpoint(out))
+    k = rundir.checkpoint_step(rundir.latest_checkpoint(out))
 
     resumed = subprocess.run(cmd + ["training.resume_from_checkpoint=latest"], env=env, capture_output=True, text=True,
                              timeout=300)
@@ -117,6 +118,6 @@ def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_m
     assert [r for r in got if r["step"] > k] == [r for r in expected if r["step"] > k]
     assert got == expected  # the lines up to k, written before the kill, too: one clean log
     assert [r["step"] for r in got if "loss" in r] == [3, 6, 8]
-    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint-6", "checkpoint-8"]
-    state = json.loads((out / "checkpoints" / "checkpoint-8" / ckpt.TRAINER_STATE).read_text())
+    assert [p.name for p in rundir.list_checkpoints(out)] == ["checkpoint-6", "checkpoint-8"]
+    state = json.loads((out / "checkpoints" / "checkpoint-8" / rundir.TRAINER_STATE).read_text())
     assert state["global_step"] == 8 and state["epoch"] == 4 and state["batches_in_epoch"] == 0

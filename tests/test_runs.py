@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dpokit.errors import DpokitError
-from dpokit.runs import list_checkpoints, load_for_inference, open_model_or_run, write_run_json
+from dpokit.rundir import TRAINER_STATE, list_checkpoints, write_run_json
+from dpokit.runs import load_for_inference, open_model_or_run
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,17 +48,20 @@ def test_final_dir_ref_belongs_to_its_run(tiny_lora_run):
 
 def test_run_without_final_names_checkpoints_and_resume(tiny_lora_run, tmp_path):
     run = _copy_run(tiny_lora_run, tmp_path / "run")
-    for step in (20, 5):
+    for step in (20, 5, 30):
         shutil.copytree(run / "final", run / "checkpoints" / f"checkpoint-{step}")
+        if step != 30:  # checkpoint-30 lacks the file a save writes last: not complete
+            (run / "checkpoints" / f"checkpoint-{step}" / TRAINER_STATE).write_text("{}")
     (run / "checkpoints" / ".checkpoint-25.tmp").mkdir()  # a killed save: not a checkpoint
     shutil.rmtree(run / "final")
+    # One rule for what a checkpoint is, here and for resuming (dpokit.checkpoint uses the same function).
     assert [p.name for p in list_checkpoints(run)] == ["checkpoint-5", "checkpoint-20"]
     with pytest.raises(DpokitError) as err:
         open_model_or_run(run)
     text = str(err.value)
     assert str(run.resolve()) in text and "final" in text
     assert "checkpoint-5" in text and "checkpoint-20" in text
-    assert "resume_from_checkpoint=latest" in text and "checkpoint-25" not in text
+    assert "resume_from_checkpoint=latest" in text and "checkpoint-25" not in text and "checkpoint-30" not in text
     # ... and the checkpoint it points at is accepted as a reference.
     info = open_model_or_run(run / "checkpoints" / "checkpoint-20")
     assert info.kind == "checkpoint" and info.path == run.resolve()

@@ -135,14 +135,16 @@ def test_examples_cover_the_documented_setups():
     (["training.resume_from_checkpoint=latest"], "no checkpoint in"),
 ])
 def test_user_errors_come_before_any_loading(overrides, expected, tmp_path, pairs_file, monkeypatch):
-    from dpokit import recipe as train_mod
+    from dpokit import models
+    from dpokit.recipe import train
 
     if "load_in_4bit" in expected and torch.cuda.is_available():
         pytest.skip("4-bit loading is possible on this machine")
-    monkeypatch.setattr(train_mod, "build_policy", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr(models, "build_policy", lambda *a, **k: pytest.fail("loaded a model"))
+    monkeypatch.setattr(models, "load_tokenizer", lambda *a, **k: pytest.fail("loaded a tokenizer"))
     out = tmp_path / "run"
     with pytest.raises(DpokitError, match=expected.replace("(", r"\(")):
-        train_mod.train(tiny_config("/nonexistent-model", pairs_file, out, overrides))
+        train(tiny_config("/nonexistent-model", pairs_file, out, overrides))
     assert not (out / "run.json").exists()
 
 
@@ -295,6 +297,67 @@ def test_full_finetune_with_accumulation_writes_a_model_dir(tmp_path, tiny_model
     moved = [not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), base.state_dict().values())]
     assert any(moved)
     assert (out / "final" / "tokenizer_config.json").is_file()
+
+
+@pytest.mark.parametrize("stage", ["dpo", "sft"])
+def test_accumulation_splits_give_the_same_steps_and_weights(tmp_path, tiny_model_dir, home, stage):
+    """10 pairs, one epoch: batch 4 x 1, 2 x 2 and 1 x 4 make the same 3 steps (4, 4 and a short 2 pairs)."""
+    from safetensors.torch import load_file
+
+    from dpokit.recipe import train
+
+    data = write_pairs(tmp_path / "ten.jsonl", n=10)
+    runs = {}
+    for batch, accumulation in ((4, 1), (2, 2), (1, 4)):
+        out = tmp_path / f"b{batch}x{accumulation}"
+        train(tiny_config(tiny_model_dir, data, out, [
+            f"stage={stage}", "lora.enabled=false", "training.learning_rate=1e-3", "training.max_steps=-1",
+            "training.num_train_epochs=1", "training.lr_scheduler_type=constant", "training.max_grad_norm=0",
+            f"training.per_device_train_batch_size={batch}", f"training.gradient_accumulation_steps={accumulation}"]),
+            show_progress=False)
+        runs[(batch, accumulation)] = ([r["loss"] for r in train_lines(out)], load_file(str(out / "final" / "model.safetensors")))
+    losses, weights = runs[(4, 1)]
+    assert len(losses) == 3
+    base = load_file(str(Path(tiny_model_dir) / "model.safetensors"))
+    assert any(not torch.allclose(weights[k], base[k]) for k in weights)  # training moved the weights
+    for (batch, accumulation), (other_losses, other_weights) in runs.items():
+        assert other_losses == pytest.approx(losses, abs=1e-5), (batch, accumulation)
+        for name, tensor in weights.items():
+            torch.testing.assert_close(other_weights[name], tensor, rtol=0, atol=1e-5, msg=f"{batch}x{accumulation}: {name}")
+
+
+def test_overwrite_checks_everything_before_touching_the_old_run(tmp_path, tiny_model_dir, pairs_file, home):
+    from dpokit.recipe import train
+
+    out = tmp_path / "run"
+    train(tiny_config(tiny_model_dir, pairs_file, out, ["training.max_steps=1"]), show_progress=False)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # A typo in a data path: an error, and the old run is still all there.
+    with pytest.raises(DpokitError, match="file not found"):
+        train(tiny_config(tiny_model_dir, tmp_path / "typo.jsonl", out, ["output.overwrite_output_dir=true"]),
+              show_progress=False)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # A failure after the model is loaded (here: the reference precompute) puts the old run back too.
+    import dpokit.reference as reference_mod
+
+    def broken(*args, **kwargs):
+        raise DpokitError("simulated failure while computing the reference")
+
+    real = reference_mod.precompute_reference
+    reference_mod.precompute_reference = broken
+    try:
+        with pytest.raises(DpokitError, match="simulated failure"):
+            train(tiny_config(tiny_model_dir, pairs_file, out, ["output.overwrite_output_dir=true", "dpo.beta=0.3"]),
+                  show_progress=False)
+    finally:
+        reference_mod.precompute_reference = real
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (out / ".previous-run").exists()
+    # And a good replacement replaces it, leaving nothing aside.
+    train(tiny_config(tiny_model_dir, pairs_file, out, ["output.overwrite_output_dir=true", "dpo.beta=0.3"]),
+          show_progress=False)
+    assert load_config(out / "config.yaml").dpo.beta == 0.3
+    assert not (out / ".previous-run").exists()
 
 
 def test_gradient_checkpointing_changes_memory_not_numbers(tmp_path, tiny_model_dir, pairs_file, home):

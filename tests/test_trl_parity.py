@@ -212,7 +212,8 @@ def run_dpokit_train(setup: "Setup", out_dir, dpo: DPOConfig, lora: Optional[Lor
 
     from dpokit import objective
     from dpokit.config import build_config
-    from dpokit.recipe import epoch_order, train
+    from dpokit.data.batches import epoch_order
+    from dpokit.recipe import train
 
     monkeypatch.setenv("DPOKIT_HOME", str(out_dir / "dpokit-home"))  # a private reference cache
     rows: list = [None] * len(PAIRS)

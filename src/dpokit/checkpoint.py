@@ -20,24 +20,21 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from dpokit.errors import DpokitError
+from dpokit.outputs import fix_tree_modes, os_errors
+from dpokit.rundir import CHECKPOINTS_DIR, FINAL_DIR, TMP_PREFIX, TRAINER_STATE, list_checkpoints
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-CHECKPOINTS_DIR = "checkpoints"
-TMP_PREFIX = ".tmp-"
-TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 SHARDED_STATE_DIR = "sharded_state"
-_NAME = re.compile(r"checkpoint-(\d+)")
 
 
 @dataclass
@@ -70,54 +67,6 @@ class TrainerState:
             raise DpokitError(f"{path}: cannot read the trainer state ({err})", "the checkpoint is damaged; resume from another one") from None
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
-
-
-def checkpoint_step(path: Path) -> int:
-    """The step a ``checkpoint-<step>`` dir was saved at, or -1 for any other name."""
-    match = _NAME.fullmatch(Path(path).name)
-    return int(match.group(1)) if match else -1
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (temp dirs of an interrupted save are skipped)."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
-    return sorted(found, key=checkpoint_step)
-
-
-def latest_checkpoint(run_dir: Path) -> Optional[Path]:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def resolve_resume_path(spec: str, run_dir: Path) -> Path:
-    """Turn ``resume_from_checkpoint`` (``latest`` or a dir) into a checkpoint dir, or explain why not."""
-    if spec == "latest":
-        found = latest_checkpoint(run_dir)
-        if found is None:
-            raise DpokitError(
-                f"training.resume_from_checkpoint: latest: no checkpoint in {Path(run_dir) / CHECKPOINTS_DIR}",
-                "set training.save_steps so runs write checkpoints, or start fresh with output.overwrite_output_dir=true",
-            )
-        return found
-    path = Path(spec).expanduser()
-    if not (path / TRAINER_STATE).is_file():
-        raise DpokitError(
-            f"training.resume_from_checkpoint: {path}: not a dpokit checkpoint (no {TRAINER_STATE})",
-            f"pass 'latest' or a dir like {Path(run_dir) / CHECKPOINTS_DIR / 'checkpoint-100'}",
-        )
-    return path
-
-
-def remove_incomplete(run_dir: Path) -> None:
-    """Delete temp dirs left by a save that was killed (never a complete checkpoint)."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if root.is_dir():
-        for path in root.iterdir():
-            if path.name.startswith(TMP_PREFIX):
-                shutil.rmtree(path, ignore_errors=True)
 
 
 def _is_sharded(accelerator: "Accelerator") -> bool:
@@ -155,7 +104,7 @@ def save_trainable_weights(accelerator: "Accelerator", model, out_dir: Path) -> 
         unwrapped.save_pretrained(out_dir, state_dict=state_dict, safe_serialization=True)
 
 
-def save_final(accelerator: "Accelerator", model, tokenizer, run_dir: Path, name: str = "final") -> Path:
+def save_final(accelerator: "Accelerator", model, tokenizer, run_dir: Path, name: str = FINAL_DIR) -> Path:
     """``RUN_DIR/final``: the adapter (or full model) and the tokenizer with its chat template.
 
     Written into a temp dir and renamed into place when complete; every process must call it.
@@ -169,10 +118,12 @@ def save_final(accelerator: "Accelerator", model, tokenizer, run_dir: Path, name
     accelerator.wait_for_everyone()
     save_trainable_weights(accelerator, model, tmp)
     if accelerator.is_main_process:
-        tokenizer.save_pretrained(tmp)
-        if final.exists():  # a resumed run that had already finished
-            shutil.rmtree(final)
-        tmp.rename(final)
+        with os_errors(final):
+            tokenizer.save_pretrained(tmp)
+            fix_tree_modes(tmp)  # safetensors and tempdirs write private modes; a model dir is shared
+            if final.exists():  # a resumed run that had already finished
+                shutil.rmtree(final)
+            tmp.rename(final)
     accelerator.wait_for_everyone()
     return final
 
@@ -197,7 +148,8 @@ def save_checkpoint(accelerator: "Accelerator", run_dir: Path, model, optimizer,
     if accelerator.is_main_process:
         torch.save(scheduler.state_dict(), tmp / SCHEDULER_FILE)
         state.last_checkpoint = str(final)
-        (tmp / TRAINER_STATE).write_text(state.to_json(), encoding="utf-8")
+        (tmp / TRAINER_STATE).write_text(state.to_json(), encoding="utf-8")  # last: it marks the checkpoint complete
+        fix_tree_modes(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():  # re-saving a step after resuming from an earlier checkpoint

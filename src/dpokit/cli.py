@@ -22,11 +22,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("chat", "chat", "terminal chat with a model or run"),
     ("serve", "serve", "OpenAI-compatible API and a web page to chat, compare and label preferences"),
     ("plot", "plot", "PNG charts of a run's metrics"),
+    ("doctor", "doctor", "what is going wrong in a training run, and what to change"),
     ("config", "config", "show the default config, or list valid keys and aliases"),
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="dpokit",
         description="Align language models with preference data (Direct Preference Optimization).",
@@ -41,14 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
             mod.add_parser(sub, name, help_text)
         else:
             sub.add_parser(name, help=help_text, description=help_text)
-    return parser
+    return parser, sub.choices
+
+
+def parse_args(parser: argparse.ArgumentParser, commands: dict[str, argparse.ArgumentParser], argv: list[str]):
+    """Parse, letting flags stand anywhere among a command's positional arguments
+    (``dpokit train CONFIG --no-progress key=value``), where argparse allows it."""
+    command = commands.get(argv[0]) if argv else None
+    if command is not None:
+        try:
+            args = command.parse_intermixed_args(argv[1:])
+        except TypeError:  # a command with sub-commands of its own (`dpokit data inspect ...`)
+            return parser.parse_args(argv)
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:
         sys.argv = [sys.argv[0]] + list(argv)
-    parser = build_parser()
-    args = parser.parse_args()
+    parser, commands = build_parser()
+    args = parse_args(parser, commands, sys.argv[1:])
+    if not sys.stderr.isatty():  # a log, not a terminal: no carriage-return bars from transformers
+        import os
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
@@ -62,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:  # the environment (a full disk, no permission) where no module named the path itself
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"dpokit: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,20 +1,22 @@
-"""Configuration: pydantic schema, YAML loading, `key=value` overrides and aliases.
+"""Configuration: the pydantic schema, YAML loading and dumping.
 
-A config is nested (``model.name_or_path``, ``dpo.beta``, ...). Users may also write the
-flat names they know from PAI-QuickStart, TRL's DPOConfig and LLaMA-Factory
-(``dpo_beta``, ``beta``, ``lora_dim``, ``cutoff_len``, ...): :data:`ALIASES` maps each
-to its nested path, and any leaf name that is unique across sections (``learning_rate``)
-is accepted flat too. Unknown keys are errors naming the nearest valid key.
+A config is nested (``model.name_or_path``, ``dpo.beta``, ...) and validated here; the keys
+users may write instead (flat names from PAI-QuickStart, TRL and LLaMA-Factory such as
+``dpo_beta``, ``lora_dim``, ``cutoff_len``; unique leaf names; ``key=value`` overrides) are
+translated by :mod:`dpokit.config_keys`. Unknown keys are errors naming the nearest valid key.
+
+Relative paths in a config (data files, output dir) are read from the working directory,
+as TRL and LLaMA-Factory read them; :func:`check_relative_paths` gives a hint when a data
+file sits next to the config instead.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dpokit.errors import DpokitError
 
@@ -77,6 +79,8 @@ class LoraConfig(_Section):
 class DataConfig(_Section):
     """Where the preference data comes from and how it is tokenised."""
 
+    _adjustments: list[str] = PrivateAttr(default_factory=list)
+
     train_files: list[str] = Field(default_factory=lambda: ["demo:train"])
     """Files or dirs; ``demo:train`` / ``demo:heldout`` are the bundled demo set."""
     eval_files: list[str] = Field(default_factory=list)
@@ -110,6 +114,24 @@ class DataConfig(_Section):
         if isinstance(value, str):
             return parse_column_map(value)
         return value
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> "DataConfig":
+        # `seq_length: 256` (PAI) or `cutoff_len: 256` (LLaMA-Factory) alone would leave the
+        # default max_prompt_length (512) at or above the whole length: no room for any answer.
+        if self.max_prompt_length < self.max_length or "max_prompt_length" in self.model_fields_set:
+            return self  # set on purpose: pairs whose prompt fills max_length are dropped and counted
+        was, clamped = self.max_prompt_length, max(1, self.max_length // 2)
+        object.__setattr__(self, "max_prompt_length", clamped)
+        self.model_fields_set.add("max_prompt_length")
+        self._adjustments.append(f"data.max_prompt_length set to {clamped}, half of data.max_length {self.max_length} "
+                                 f"(the default {was} would leave no room for answers); set it to choose another value")
+        return self
+
+    @property
+    def adjustments(self) -> list[str]:
+        """Defaults validation changed to fit the other settings (for commands to say)."""
+        return list(self._adjustments)
 
 
 class ReferenceModel(_Section):
@@ -225,148 +247,6 @@ SECTIONS: dict[str, type[_Section]] = {
     "output": OutputConfig,
 }
 
-# Flat names users bring from other tools -> nested path in this schema.
-ALIASES: dict[str, str] = {
-    # PAI-QuickStart
-    "training_strategy": "stage",
-    "seq_length": "data.max_length",
-    "lora_dim": "lora.r",
-    "dpo_beta": "dpo.beta",
-    # TRL DPOConfig
-    "beta": "dpo.beta",
-    "precompute_ref_log_probs": "dpo.reference",
-    "nll_weight": "dpo.rpo_alpha",
-    "lr_scheduler": "training.lr_scheduler_type",
-    "bf16": "training.mixed_precision",
-    "fp16": "training.mixed_precision",
-    "gradient_checkpointing": "model.gradient_checkpointing",
-    "use_peft": "lora.enabled",
-    "lora_r": "lora.r",
-    "lora_dropout": "lora.dropout",
-    "lora_target_modules": "lora.target_modules",
-    "ref_model": "dpo.reference",
-    "eval_strategy": None,  # accepted and ignored: eval happens when eval_steps is set
-    # LLaMA-Factory
-    "lora_rank": "lora.r",
-    "lora_target": "lora.target_modules",
-    "pref_beta": "dpo.beta",
-    "pref_loss": "dpo.loss_type",
-    "pref_ftx": "dpo.rpo_alpha",
-    "cutoff_len": "data.max_length",
-    "model_name_or_path": "model.name_or_path",
-    "finetuning_type": "lora.enabled",
-    "dataset": "data.train_files",
-    "eval_dataset": "data.eval_files",
-    "dataset_info": "data.registry",
-    "val_size": "data.eval_fraction",
-    "per_device_batch_size": "training.per_device_train_batch_size",
-    "model": "model.name_or_path",  # only when given a plain string
-}
-
-
-def _alias_value(alias: str, value: Any) -> Any:
-    """Translate values whose meaning differs between the alias and our field."""
-    if alias == "precompute_ref_log_probs":
-        return "precompute" if value else "adapter"
-    if alias == "finetuning_type":
-        return str(value).lower() == "lora"
-    if alias == "bf16":
-        return "bf16" if value else "no"
-    if alias == "fp16":
-        return "fp16" if value else "no"
-    return value
-
-
-def _leaf_index() -> dict[str, list[str]]:
-    index: dict[str, list[str]] = {}
-    for section, model in SECTIONS.items():
-        for name in model.model_fields:
-            index.setdefault(name, []).append(f"{section}.{name}")
-    return index
-
-
-LEAVES = _leaf_index()
-
-
-def valid_keys() -> list[str]:
-    """Every key a user may write: nested paths, unique flat leaves and aliases."""
-    keys = ["stage"] + [p for paths in LEAVES.values() for p in paths]
-    keys += [leaf for leaf, paths in LEAVES.items() if len(paths) == 1]
-    keys += [a for a in ALIASES]
-    return sorted(set(keys))
-
-
-def _unknown_key(key: str, where: str) -> DpokitError:
-    close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else "run `dpokit config keys` to list valid keys"
-    return DpokitError(f"{where}: unknown config key '{key}'", hint)
-
-
-def _resolve_key(key: str, where: str) -> Optional[str]:
-    """Map a user key (nested, flat or alias) to a nested dotted path (None: ignore)."""
-    if key == "stage":
-        return "stage"
-    head, _, rest = key.partition(".")
-    if rest:
-        if head in SECTIONS and rest.split(".")[0] in SECTIONS[head].model_fields:
-            return key
-        raise _unknown_key(key, where)
-    if key in ALIASES:
-        return ALIASES[key]
-    section, _, leaf = key.partition("_")  # `lora_alpha` -> lora.alpha
-    if section in SECTIONS and leaf in SECTIONS[section].model_fields:
-        return f"{section}.{leaf}"
-    paths = LEAVES.get(key, [])
-    if len(paths) == 1:
-        return paths[0]
-    if len(paths) > 1:
-        raise DpokitError(
-            f"{where}: config key '{key}' is ambiguous", f"write one of: {', '.join(paths)}"
-        )
-    raise _unknown_key(key, where)
-
-
-def _set_path(tree: dict, path: str, value: Any) -> None:
-    parts = path.split(".")
-    node = tree
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise DpokitError(f"config: '{part}' is not a section")
-    node[parts[-1]] = value
-
-
-def normalise_tree(raw: dict, where: str = "config") -> dict:
-    """Turn a user mapping (nested sections, flat keys, aliases) into the nested schema shape."""
-    tree: dict = {}
-    for key, value in raw.items():
-        key = str(key)
-        if key in SECTIONS and isinstance(value, dict):
-            for sub_key, sub_value in value.items():
-                full = f"{key}.{sub_key}"
-                if str(sub_key) not in SECTIONS[key].model_fields:
-                    raise _unknown_key(full, where)
-                _set_path(tree, full, sub_value)
-            continue
-        path = _resolve_key(key, where)
-        if path is None:
-            continue
-        _set_path(tree, path, _alias_value(key, value))
-    return tree
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse one ``key=value`` argument; the value is read as YAML (``0.1``, ``true``, ``[a, b]``)."""
-    if "=" not in text:
-        raise DpokitError(f"override '{text}' is not key=value", "write e.g. dpo.beta=0.2")
-    key, _, value = text.partition("=")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError:
-        parsed = value
-    return key.strip(), parsed
-
-
 def parse_column_map(text: str) -> dict[str, str]:
     """Parse ``prompt=question,chosen=chatgpt`` into ``{"prompt": "question", ...}``."""
     mapping = {}
@@ -383,16 +263,6 @@ def parse_column_map(text: str) -> dict[str, str]:
     return mapping
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _format_validation_error(err: ValidationError, where: str) -> DpokitError:
     lines = []
     for item in err.errors():
@@ -403,10 +273,12 @@ def _format_validation_error(err: ValidationError, where: str) -> DpokitError:
 
 def build_config(raw: Optional[dict] = None, overrides: Optional[list[str]] = None, where: str = "config") -> Config:
     """Validate a user mapping plus ``key=value`` overrides into a :class:`Config`."""
+    from dpokit.config_keys import deep_merge, normalise_tree, parse_override
+
     tree = normalise_tree(raw or {}, where)
     for text in overrides or []:
         key, value = parse_override(text)
-        tree = _deep_merge(tree, normalise_tree({key: value}, f"override '{text}'"))
+        tree = deep_merge(tree, normalise_tree({key: value}, f"override '{text}'"))
     try:
         return Config.model_validate(tree)
     except ValidationError as err:
@@ -441,3 +313,24 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
 def dump_config(config: Config) -> str:
     """The resolved config as YAML (what a run dir keeps as ``config.yaml``)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def check_relative_paths(config: Config, config_path: Optional[str | Path]) -> None:
+    """Relative paths in a config are read from the working directory (as TRL and LLaMA-Factory do).
+
+    A data file that is missing from there but sits next to the config file is the usual
+    slip; say so, with the path to write instead.
+    """
+    if config_path is None or config.data.registry:
+        return
+    folder = Path(config_path).parent
+    for key in ("train_files", "eval_files"):
+        for name in getattr(config.data, key):
+            path = Path(name).expanduser()
+            if name.startswith("demo:") or path.is_absolute() or path.exists() or not (folder / path).exists():
+                continue
+            raise DpokitError(
+                f"{config_path}: data.{key}: {name}: file not found (relative paths in a config are read from "
+                f"the working directory, {Path.cwd()})",
+                f"it is next to the config: write {folder / path}, an absolute path, or run dpokit from {folder}",
+            )

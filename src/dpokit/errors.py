@@ -35,3 +35,23 @@ def location(path: object, line: int | None = None, field: str | None = None) ->
     if field is not None:
         text += f": field '{field}'"
     return text
+
+
+def with_flags(err: DpokitError, flags: dict[str, str]) -> DpokitError:
+    """``err`` with the config keys it names written as a command's flags.
+
+    Library errors name config keys (``data.skip_bad_records=true``), the form a config file
+    and ``key=value`` overrides use; a command whose flags set those keys translates them, so
+    the hint names what its user types (``--skip-bad-records``). ``flags`` maps a key, or a key
+    with its value as the text writes it, to the flag; the longest match wins.
+    """
+    def translate(text: str | None) -> str | None:
+        if text is None:
+            return None
+        for key in sorted(flags, key=len, reverse=True):
+            text = text.replace(key, flags[key])
+        return text
+
+    translated = DpokitError(translate(err.message), translate(err.hint))
+    translated.exit_code = err.exit_code
+    return translated

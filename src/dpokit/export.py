@@ -10,29 +10,26 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Union
 
 from dpokit.errors import DpokitError
+from dpokit.outputs import check_new_dir, staged_dir
 from dpokit.runs import RunInfo, attach_adapter, load_run_tokenizer, open_model_or_run
 
 
 def check_output_dir(out_dir: Path) -> None:
     """Refuse an output dir that exists and holds anything (nothing is ever overwritten)."""
-    if out_dir.is_file():
-        raise DpokitError(f"{out_dir}: output path is a file", "choose a new directory for the merged model")
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise DpokitError(f"{out_dir}: output dir is not empty", "choose a new or empty directory for the merged model")
+    check_new_dir(out_dir, "output dir for the merged model")
 
 
 def _write_merged(info: RunInfo, tmp: Path) -> None:
     """Load base + adapter on CPU in the base's stored dtype, merge, save into ``tmp``."""
     from transformers import AutoModelForCausalLM
 
-    from dpokit.models import resolve_model_path
+    from dpokit.start_model import materialise
 
-    base_path = resolve_model_path(info.base_model)
+    base_path = materialise(info.base_model)  # a base that is itself a LoRA run is merged first
     trust = bool(info.config and info.config.model.trust_remote_code)
     try:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto", trust_remote_code=trust)
@@ -71,18 +68,10 @@ def merge_lora(run_or_adapter: Union[str, Path], out_dir: Union[str, Path]) -> P
             f"{run_or_adapter}: not a LoRA run or adapter, nothing to merge",
             "pass a run dir written by `dpokit train` (or a PEFT adapter dir)",
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         if info.adapter_dir is not None:
             print(f"dpokit: merging {info.adapter_dir} into {info.base_model}...", file=sys.stderr)
             _write_merged(info, tmp)
         else:
             _copy_full_model(info, tmp)
-        if out_dir.is_dir():
-            out_dir.rmdir()  # empty (checked above); rename needs it gone
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

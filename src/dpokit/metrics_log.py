@@ -7,6 +7,7 @@
 lines carry ``step`` and the same metrics prefixed ``eval_``. Only the main process
 writes. On resume from step *k* the lines after *k* (written by the run that was killed)
 are dropped, and TensorBoard purges its events after *k*, so the log reads as one run.
+:func:`read_metrics` is the one reader of the file (plots, the model card, the doctor).
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 from dpokit.errors import DpokitError
+from dpokit.outputs import write_jsonl
+from dpokit.rundir import METRICS_FILE, TENSORBOARD_DIR
 
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
+EVAL_PREFIX = "eval_"
 REPORTERS = ("tensorboard", "wandb")
 
 
@@ -37,20 +39,65 @@ def check_reporters(report_to: Iterable[str]) -> list[str]:
     return wanted
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` (a torn last line, from a killed run, is skipped)."""
-    path = Path(path)
+@dataclass
+class Metrics:
+    """The rows of a ``metrics.jsonl``, split into training and eval lines."""
+
+    train: list[dict[str, Any]] = field(default_factory=list)
+    eval: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+
+
+def is_eval_row(row: dict[str, Any]) -> bool:
+    return any(str(key).startswith(EVAL_PREFIX) for key in row)
+
+
+def read_metrics(run_dir: Union[str, Path]) -> Metrics:
+    """Parse ``RUN_DIR/metrics.jsonl`` (see :func:`read_metrics_file`); a missing run dir or file is an error."""
+    run_dir = Path(run_dir)
+    path = run_dir / METRICS_FILE
+    if not run_dir.is_dir():
+        raise DpokitError(f"{run_dir}: run directory not found", "pass the output_dir of a training run")
     if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+        raise DpokitError(
+            f"{path}: no metrics file in this run directory",
+            "is this a dpokit run dir? metrics.jsonl appears after the first logged training step",
+        )
+    return read_metrics_file(path)
+
+
+def read_metrics_file(path: Path) -> Metrics:
+    """The rows of a metrics file, split into train and eval lines (eval lines have ``eval_`` keys).
+
+    An unterminated last line that does not parse is skipped: it is what a run killed
+    mid-write leaves. Any other bad line is an error naming the file and line.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    metrics = Metrics(path=path)
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            is_torn_tail = number == len(lines) and not text.endswith("\n")
+            if is_torn_tail:
+                continue
+            raise DpokitError(f"{path}:{number}: not valid JSON ({err.msg})", "fix or delete that line") from None
+        if not isinstance(row, dict):
+            raise DpokitError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
+        if "step" not in row:
+            raise DpokitError(f"{path}:{number}: field 'step' missing", "every metrics line needs a 'step'")
+        (metrics.eval if is_eval_row(row) else metrics.train).append(row)
+    return metrics
+
+
+def read_train_rows(run_dir: Union[str, Path]) -> list[dict[str, Any]]:
+    """The training lines of a run's metrics (none when nothing was logged yet)."""
+    path = Path(run_dir) / METRICS_FILE
+    return [r for r in read_metrics_file(path).train if "loss" in r] if path.is_file() else []
 
 
 def truncate_after(path: Path, step: int) -> None:
@@ -58,12 +105,9 @@ def truncate_after(path: Path, step: int) -> None:
     path = Path(path)
     if not path.is_file():
         return
-    kept = [r for r in read_metrics(path) if int(r.get("step", 0)) <= step]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for record in kept:
-            handle.write(json.dumps(record) + "\n")
-    os.replace(tmp, path)
+    metrics = read_metrics_file(path)
+    kept = sorted(metrics.train + metrics.eval, key=lambda r: (int(r["step"]), is_eval_row(r)))
+    write_jsonl(path, [r for r in kept if int(r["step"]) <= step])
 
 
 class MetricsLog:

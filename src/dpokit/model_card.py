@@ -4,7 +4,8 @@ Sources, each optional except ``run.json`` or ``config.yaml``: ``run.json`` (sta
 model, adapter, reference), ``config.yaml`` (the resolved config), ``data_report.json``
 (load and tokenisation counts; one report, or one per split), ``metrics.jsonl`` (the last
 train line and the last eval line), ``eval.json`` (``dpokit eval``'s result) and
-``plots/*.png`` (linked relatively, so the card renders wherever the dir is copied).
+``plots/*.png`` (linked relatively, so the card renders wherever the dir is copied). The
+Diagnostics section lists what :mod:`dpokit.doctor` finds in the run.
 The card opens with Hugging Face front matter, so it is ready for the Hub.
 """
 
@@ -18,10 +19,10 @@ from typing import Any, Iterable, Optional, Union
 import yaml
 
 from dpokit.errors import DpokitError
-from dpokit.plot import CHARTS, PLOTS_DIR, read_metrics, write_atomic
-
-CARD_FILE = "README.md"
-FINAL_DIR = "final"
+from dpokit.metrics_log import read_metrics
+from dpokit.outputs import write_file
+from dpokit.plot import CHARTS
+from dpokit.rundir import FINAL_DIR, MODEL_CARD, PLOTS_DIR
 MAX_TABLE_ROWS = 40
 
 # Settings worth a line in the summary table: (label, dotted path in the config).
@@ -175,19 +176,22 @@ def _data_rows(report: dict) -> list[tuple[str, Any]]:
     dropped = report.get("dropped") or {}
     truncation = report.get("truncation") or {}
     lengths = report.get("lengths") or {}
+    noun = "examples" if report.get("stage") == "sft" else "pairs"  # an SFT report counts examples
     rows: list[tuple[str, Any]] = [
         ("format", report.get("format")), ("records read", report.get("records")),
-        ("pairs found", report.get("pairs")), ("pairs used (after tokenisation)", report.get("pairs_used")),
+        (f"{noun} found", report.get(f"{noun}_found" if noun == "examples" else "pairs")),
+        (f"{noun} used (after tokenisation)", report.get(f"{noun}_used")),
     ]
     if isinstance(dropped, dict):
-        rows.append(("pairs dropped", sum(v for v in dropped.values() if isinstance(v, (int, float)))))
+        rows.append((f"{noun} dropped", sum(v for v in dropped.values() if isinstance(v, (int, float)))))
         rows += [(f"  dropped: {reason}", count) for reason, count in dropped.items()]
     if report.get("errors"):
         rows.append(("bad records skipped", len(report["errors"])))
     if isinstance(truncation, dict):
         rows += [("prompts truncated", truncation.get("prompt_truncated")),
-                 ("answers truncated (pairs)", truncation.get("answer_truncated"))]
-    for part in ("prompt", "chosen", "rejected"):
+                 ("answers truncated (pairs)", truncation.get("answer_truncated")),
+                 ("completions truncated", truncation.get("completion_truncated"))]
+    for part in ("prompt", "chosen", "rejected", "completion"):
         summary = lengths.get(part) if isinstance(lengths, dict) else None
         if isinstance(summary, dict) and summary.get("max") is not None:
             rows.append((f"{part} tokens (mean / p95 / max)",
@@ -250,6 +254,25 @@ def _results_section(run_dir: Path, evaluation: Any) -> list[str]:
     if len(lines) == 2:
         lines += ["No metrics were logged (`metrics.jsonl` and `eval.json` are missing).", ""]
     return lines
+
+
+def _diagnostics_section(run_dir: Path) -> list[str]:
+    """The doctor's findings (the ones the trainer printed live), or that it found none."""
+    from dpokit.doctor import diagnose_run
+
+    lines = ["## Diagnostics", ""]
+    try:
+        doctor = diagnose_run(run_dir)
+    except DpokitError as err:
+        return lines + [f"`dpokit doctor` could not check this run: {err.message}", ""]
+    if not doctor.findings:
+        checked, _ = doctor.coverage()
+        return lines + [f"`dpokit doctor` found no problems (checked: {', '.join(checked) or 'nothing'}).", ""]
+    lines += ["`dpokit doctor` found:", ""]
+    for finding in doctor.findings:
+        where = f" (step {finding.step})" if finding.step is not None else ""
+        lines += [f"- **{finding.code}**{where}: {finding.message}  ", f"  hint: {finding.hint}"]
+    return lines + [""]
 
 
 def _plots_section(run_dir: Path) -> list[str]:
@@ -339,6 +362,7 @@ def render_model_card(run_dir: Union[str, Path]) -> str:
         + _data_section(report, config)
         + _config_section(config, config_text)
         + _results_section(run_dir, evaluation)
+        + _diagnostics_section(run_dir)
         + _plots_section(run_dir)
         + _usage_section(run_dir, run, config, adapter)
         + _versions_section(run)
@@ -348,4 +372,4 @@ def render_model_card(run_dir: Union[str, Path]) -> str:
 
 def write_model_card(run_dir: Union[str, Path]) -> Path:
     """Write ``RUN_DIR/README.md`` (atomically) and return its path."""
-    return write_atomic(Path(run_dir) / CARD_FILE, render_model_card(run_dir))
+    return write_file(Path(run_dir) / MODEL_CARD, render_model_card(run_dir))

@@ -22,7 +22,9 @@ from dpokit.errors import DpokitError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so `dpokit --help` is fast
     import torch
-    from dpokit.config import LoraConfig, ModelConfig
+    from accelerate import Accelerator
+
+    from dpokit.config import Config, LoraConfig, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
 def resolve_model_path(name_or_path: str) -> str:
     """Turn a model reference into something ``from_pretrained`` takes.
 
-    Embedded names and ``.gguf`` files become a cached safetensors dir; local dirs and
-    hub ids pass through. A dpokit run dir resolves to its final model (merged or full);
-    LoRA run dirs are handled by :func:`dpokit.runs.load_run_model`.
+    Embedded names and ``.gguf`` files become a cached safetensors dir; local Hugging Face
+    model dirs and hub ids pass through. Run dirs and adapter dirs are not models: open them
+    with :func:`dpokit.runs.open_model_or_run` (and :func:`dpokit.start_model.materialise`).
     """
     key = name_or_path.lower()
     if key in EMBEDDED_MODELS:
@@ -243,3 +245,25 @@ def apply_lora(model, lora_cfg: "LoraConfig", quantised: bool = False):
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_cfg)
+
+
+def build_policy(config: "Config", start_path: str, accelerator: "Accelerator"):
+    """The model to train: the start model, optionally quantised, with a fresh LoRA adapter or fully trainable."""
+    import warnings
+
+    from accelerate.utils import set_seed
+
+    quantised = config.model.load_in_4bit or config.model.load_in_8bit
+    device_map = {"": accelerator.local_process_index} if quantised else None
+    model = load_model(config.model, start_path, device_map=device_map)
+    model.config.use_cache = False
+    if config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if config.lora.enabled:
+        set_seed(config.training.seed)  # the adapter's initial weights depend on the seed alone (as in TRL)
+        with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = apply_lora(model, config.lora, quantised=quantised)
+    if not quantised:
+        model.to(accelerator.device)
+    return model

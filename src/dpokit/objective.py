@@ -16,7 +16,8 @@ from dpokit.logprobs import batch_logps
 from dpokit.losses import LOSSES, MEAN_LOGP_LOSSES, REFERENCE_FREE_LOSSES
 
 if TYPE_CHECKING:
-    from dpokit.config import DPOConfig
+    from dpokit.config import Config, DPOConfig
+    from dpokit.reference import Reference
 
 Tensor = torch.Tensor
 
@@ -136,3 +137,26 @@ def sft_batch_loss(model: torch.nn.Module, batch: dict[str, Tensor], chunk_size:
     total = counts.sum()
     loss = -logps.sum() / total.clamp(min=1)
     return loss, {"nll_loss": loss.detach(), "logps/chosen": logps.detach().mean(), "num_tokens": total}
+
+
+def batch_loss(config: "Config", model: torch.nn.Module, batch: dict[str, Tensor],
+               reference: "Reference") -> tuple[Tensor, dict[str, Tensor]]:
+    """``(loss, metrics)`` of one batch for the configured stage (SFT, or DPO against ``reference``)."""
+    chunk = config.training.logprob_chunk_size
+    if config.stage == "sft":
+        return sft_batch_loss(model, batch, chunk)
+    ref = reference.logps(model, batch)
+    ref_chosen, ref_rejected = ref if ref is not None else (None, None)
+    return dpo_batch_loss(model, batch, ref_chosen, ref_rejected, config.dpo, chunk)
+
+
+def loss_weight(config: "Config", batch: dict[str, Tensor]) -> int:
+    """What a batch's loss is a mean over: its pairs (DPO) or its scored answer tokens (SFT).
+
+    The micro-batches of one optimizer step are weighted by it, so a step's gradient is that
+    of the mean over the whole step, whatever its split into micro-batches (a short last
+    step of an epoch included).
+    """
+    if config.stage == "sft":
+        return int((batch["loss_mask"][:, 1:].bool() & batch["attention_mask"][:, 1:].bool()).sum())
+    return batch["input_ids"].shape[0] // 2

@@ -1,7 +1,7 @@
 """PNG charts of a run's metrics (loss, rewards, margins, accuracies, log-probs).
 
-Reads ``RUN_DIR/metrics.jsonl`` (one JSON object per logged step; eval lines carry
-``eval_``-prefixed keys) and writes ``RUN_DIR/plots/<chart>.png`` plus
+Reads ``RUN_DIR/metrics.jsonl`` (through :func:`dpokit.metrics_log.read_metrics`) and
+writes ``RUN_DIR/plots/<chart>.png`` plus
 ``RUN_DIR/plots/series.json``: the exact (step, value) series drawn, so that what a chart
 shows can be checked against the metrics without reading pixels.
 
@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 from dpokit.errors import DpokitError
+from dpokit.metrics_log import EVAL_PREFIX, Metrics, read_metrics
+from dpokit.outputs import write_file
+from dpokit.rundir import PLOTS_DIR
 
-METRICS_FILE = "metrics.jsonl"
-PLOTS_DIR = "plots"
 SERIES_FILE = "series.json"
-EVAL_PREFIX = "eval_"
 
 # chart file stem -> (title, y-axis label, metric names drawn on it)
 CHARTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -41,15 +39,6 @@ COLOURS = {"chosen": "tab:green", "rejected": "tab:red"}
 
 
 @dataclass
-class Metrics:
-    """The rows of a ``metrics.jsonl``, split into training and eval lines."""
-
-    train: list[dict[str, Any]] = field(default_factory=list)
-    eval: list[dict[str, Any]] = field(default_factory=list)
-    path: Path | None = None
-
-
-@dataclass
 class Series:
     """One plotted line: ``steps[i]`` is the x of ``values[i]`` (NaN/None values are gaps)."""
 
@@ -58,65 +47,6 @@ class Series:
 
     def to_json(self) -> dict[str, list]:
         return {"step": self.steps, "value": self.values}
-
-
-def write_atomic(path: Union[str, Path], data: Union[str, bytes]) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same dir and a rename.
-
-    A reader (or a killed process) never sees a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def is_eval_row(row: dict[str, Any]) -> bool:
-    return any(str(key).startswith(EVAL_PREFIX) for key in row)
-
-
-def read_metrics(run_dir: Union[str, Path]) -> Metrics:
-    """Parse ``RUN_DIR/metrics.jsonl``.
-
-    An unterminated last line that does not parse is skipped: it is what a run killed
-    mid-write leaves. Any other bad line is an error naming the file and line.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / METRICS_FILE
-    if not run_dir.is_dir():
-        raise DpokitError(f"{run_dir}: run directory not found", "pass the output_dir of a training run")
-    if not path.is_file():
-        raise DpokitError(
-            f"{path}: no metrics file in this run directory",
-            "is this a dpokit run dir? metrics.jsonl appears after the first logged training step",
-        )
-    text = path.read_text(encoding="utf-8", errors="replace")
-    lines = text.split("\n")
-    metrics = Metrics(path=path)
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            is_torn_tail = number == len(lines) and not text.endswith("\n")
-            if is_torn_tail:
-                continue
-            raise DpokitError(f"{path}:{number}: not valid JSON ({err.msg})", "fix or delete that line") from None
-        if not isinstance(row, dict):
-            raise DpokitError(f"{path}:{number}: expected a JSON object per line, got {type(row).__name__}")
-        if "step" not in row:
-            raise DpokitError(f"{path}:{number}: field 'step' missing", "every metrics line needs a 'step'")
-        (metrics.eval if is_eval_row(row) else metrics.train).append(row)
-    return metrics
 
 
 def _number(value: Any) -> float | None:
@@ -195,7 +125,7 @@ def plot_run(run_dir: Union[str, Path]) -> list[Path]:
         title, ylabel, _ = CHARTS[chart]
         buffer = io.BytesIO()
         _draw(title, ylabel, lines).savefig(buffer, format="png")
-        written.append(write_atomic(out_dir / f"{chart}.png", buffer.getvalue()))
+        written.append(write_file(out_dir / f"{chart}.png", buffer.getvalue()))
     payload = {chart: {label: s.to_json() for label, s in lines.items()} for chart, lines in charts.items()}
-    write_atomic(out_dir / SERIES_FILE, json.dumps(payload, indent=1) + "\n")
+    write_file(out_dir / SERIES_FILE, json.dumps(payload, indent=1) + "\n")
     return written

@@ -3,12 +3,15 @@
 Modes (``dpo.reference``):
 
 * ``precompute`` (default): computed once, before training, with the initial model (the
-  policy with its fresh LoRA switched off, or the model a full fine-tune starts from), and
-  cached under ``dpokit_home()/refcache/<key>.safetensors``. The key covers the model's
-  identity (resolved path, hash of its config and weight files' names, sizes and mtimes),
-  how it is run (dtype, mixed precision, quantisation, attention), the tokenised data (a
-  hash of every token id, in order) and the tokenisation settings. A beta sweep over the
-  same model and data computes them once.
+  policy with its fresh LoRA switched off, or the model a full fine-tune starts from), on
+  the very batches training will see, and cached under
+  ``dpokit_home()/refcache/<key>.safetensors``. The key covers everything that changes the
+  numbers: the model's identity (:func:`dpokit.fingerprint.model_identity`: its files'
+  contents, a hub id's resolved commit), how it is run (dtype, mixed precision,
+  quantisation, attention), the tokenised data (every token id, in order), the
+  tokenisation settings, and the batches (layout, batch size, order seed, processes). A
+  beta or learning-rate sweep over the same model and data computes them once. A model
+  whose identity cannot be told (a hub id neither cached nor reachable) is not cached.
 * ``adapter``: the policy itself with its LoRA switched off (``disable_adapter()``), per batch.
 * ``{model: PATH}``: a separate frozen model in eval mode, per batch.
 * ``none``: reference-free losses (SimPO, ORPO).
@@ -21,15 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 from dpokit.errors import DpokitError
+from dpokit.outputs import write_file, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -38,61 +39,25 @@ if TYPE_CHECKING:
     from dpokit.config import Config
     from dpokit.data.tokenize import TokenizedPair
 
-CACHE_FORMAT = 1
-"""Bump when the meaning of cached values changes (a new log-prob definition)."""
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+CACHE_FORMAT = 2
+"""Bump when the meaning of cached values changes (a new log-prob definition, a new key)."""
 
 
-# ---------------------------------------------------------------- cache keys
+def cache_key_parts(config: "Config", model_path: str, examples: Sequence["TokenizedPair"], mixed_precision: str,
+                    *, batch_size: int, shuffled: bool, num_processes: int = 1) -> dict[str, Any]:
+    """Everything the cached values depend on, as a JSON-ready dict (kept beside the cache).
 
-
-def files_fingerprint(path: Path) -> str:
-    """sha256 of a model or adapter dir's config files (content) and weight files (name, size, mtime)."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "adapter_config.json"):
-        if (path / name).is_file():
-            digest.update((path / name).read_bytes())
-    for file in sorted(path.iterdir()):
-        if file.is_file() and (file.suffix in _WEIGHT_SUFFIXES or file.name.endswith(".index.json")):
-            stat = file.stat()
-            digest.update(f"{file.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def model_fingerprint(name_or_path: str) -> dict[str, str]:
-    """Identity of a model without reading its weights: resolved path + :func:`files_fingerprint`.
-
-    Retraining into the same dir changes the weight files' mtimes and so the key. A hub id
-    has no local files and is keyed by name.
+    ``batch_size``, ``shuffled`` (train: the seeded epoch-0 order; eval: dataset order) and
+    ``num_processes`` say which batches were scored: padding within a batch moves the values
+    in their last bits, and step 1 must be exactly the policy's own forward.
     """
-    from dpokit.models import resolve_model_path
+    from dpokit.data.collate import LAYOUT
+    from dpokit.fingerprint import data_fingerprint, model_identity
 
-    resolved = resolve_model_path(name_or_path)
-    path = Path(resolved)
-    if not path.is_dir():
-        return {"model": resolved, "files": ""}
-    return {"model": str(path.resolve()), "files": files_fingerprint(path)}
-
-
-def data_fingerprint(examples: Sequence["TokenizedPair"]) -> str:
-    """sha256 over every pair's prompt, chosen and rejected token ids, in order."""
-    import numpy as np
-
-    digest = hashlib.sha256()
-    for ex in examples:
-        for ids in (ex.prompt_ids, ex.chosen_ids, ex.rejected_ids):
-            digest.update(np.asarray(ids, dtype=np.int64).tobytes())
-            digest.update(b"|")
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def cache_key_parts(config: "Config", model_path: str, examples: Sequence["TokenizedPair"], mixed_precision: str) -> dict[str, Any]:
-    """Everything the cached values depend on, as a JSON-ready dict (kept beside the cache)."""
     data = config.data
     return {
         "format": CACHE_FORMAT,
-        **model_fingerprint(model_path),
+        **model_identity(model_path),
         "dtype": config.model.dtype,
         "mixed_precision": mixed_precision,
         "load_in_4bit": config.model.load_in_4bit,
@@ -104,6 +69,8 @@ def cache_key_parts(config: "Config", model_path: str, examples: Sequence["Token
             "apply_chat_template": data.apply_chat_template,
             "system_prompt": data.system_prompt,
         },
+        "batches": {"layout": LAYOUT, "batch_size": batch_size, "processes": num_processes,
+                    "order_seed": config.training.seed if shuffled else None},
         "data": data_fingerprint(examples),
         "pairs": len(examples),
     }
@@ -149,71 +116,16 @@ def load_cached(key: str, expected_pairs: int) -> Optional[ReferenceLogps]:
 
 def save_cached(key: str, logps: ReferenceLogps, parts: dict[str, Any]) -> Path:
     """Write ``<key>.safetensors`` (+ ``<key>.json`` describing the key) atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     root = cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
     path = root / f"{key}.safetensors"
-    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", dir=root)
-    os.close(fd)
-    try:
-        save_file({"chosen": logps.chosen.contiguous().cpu(), "rejected": logps.rejected.contiguous().cpu()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    (root / f"{key}.json").write_text(json.dumps(parts, indent=2) + "\n", encoding="utf-8")
+    write_file(path, save({"chosen": logps.chosen.contiguous().cpu(), "rejected": logps.rejected.contiguous().cpu()}))
+    write_json(root / f"{key}.json", parts)
     return path
 
 
 # ---------------------------------------------------------------- computing
-
-
-def compute_reference_logps(
-    accelerator: "Accelerator",
-    model,
-    batches: Iterable[dict],
-    num_pairs: int,
-    logps_fn: Callable[[Any, dict], tuple["torch.Tensor", "torch.Tensor"]],
-    show_progress: bool = True,
-    desc: str = "reference log-probs",
-) -> ReferenceLogps:
-    """Run ``logps_fn`` over ``batches`` (each with ``index``), without gradients, in eval mode.
-
-    ``batches`` are the ones training will see (this process's shard of epoch 0, or the eval
-    batches), so at step 1 the policy and its reference are the same computation on the same
-    padded tensors: the loss is exactly ln 2 and the rewards exactly 0. ``model`` must not be
-    wrapped for distributed training yet (its forward must not synchronise). Results from
-    all processes are combined into full ``[N]`` tensors (a pair two processes both scored,
-    from accelerate's even-batch padding, is averaged), so every process ends with every value.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    device = accelerator.device
-    chosen = torch.zeros(num_pairs, dtype=torch.float32, device=device)
-    rejected = torch.zeros(num_pairs, dtype=torch.float32, device=device)
-    seen = torch.zeros(num_pairs, dtype=torch.float32, device=device)
-    was_training = model.training
-    model.eval()
-    bar = tqdm(batches, desc=desc, unit="batch", disable=not (show_progress and accelerator.is_main_process),
-               file=sys.stderr, dynamic_ncols=True)
-    try:
-        with torch.no_grad(), accelerator.autocast():
-            for batch in bar:
-                index = batch["index"].to(device)
-                c, r = logps_fn(model, batch)
-                chosen.index_add_(0, index, c.float().to(device))
-                rejected.index_add_(0, index, r.float().to(device))
-                seen.index_add_(0, index, torch.ones_like(index, dtype=torch.float32))
-    finally:
-        bar.close()
-        model.train(was_training)
-    if accelerator.num_processes > 1:
-        chosen, rejected, seen = (accelerator.reduce(t, "sum") for t in (chosen, rejected, seen))
-    if bool((seen == 0).any()):
-        raise RuntimeError(f"reference log-probs: {int((seen == 0).sum())} of {num_pairs} pairs were never scored")
-    return ReferenceLogps((chosen / seen).cpu(), (rejected / seen).cpu())
 
 
 def precompute_reference(
@@ -222,16 +134,25 @@ def precompute_reference(
     batches: Iterable[dict],
     num_pairs: int,
     key_parts: dict[str, Any],
-    logps_fn: Callable,
+    chunk_size: int,
     show_progress: bool = True,
     desc: str = "reference log-probs",
-) -> tuple[ReferenceLogps, bool]:
-    """Cached reference log-probs, computed with :func:`compute_reference_logps` and stored on a miss.
+) -> tuple[ReferenceLogps, Optional[bool]]:
+    """Reference log-probs of ``batches`` scored by ``model`` with its adapter off (cached on disk).
 
-    Returns ``(logps, hit)``. Only the main process writes the cache.
+    ``batches`` are the ones training will see (this process's shard of epoch 0, or the eval
+    batches), so at step 1 the policy and its reference are the same computation on the same
+    padded tensors: the loss is exactly ln 2 and the rewards exactly 0. ``model`` must not be
+    wrapped for distributed training yet (its forward must not synchronise). Returns
+    ``(logps, hit)``; ``hit`` is None when the model's identity is unknown and nothing was
+    cached. Only the main process writes the cache.
     """
+    from dpokit.fingerprint import identity_known
+    from dpokit.scoring import score_pairs
+
+    cacheable = identity_known(key_parts)
     key = cache_key(key_parts)
-    cached = load_cached(key, num_pairs)
+    cached = load_cached(key, num_pairs) if cacheable else None
     # Every process must agree on hit/miss, or some would wait in a collective forever.
     hit = cached is not None
     if accelerator.num_processes > 1:
@@ -241,11 +162,25 @@ def precompute_reference(
         hit = accelerator.reduce(misses, "sum").item() == 0
     if hit:
         return cached, True
-    logps = compute_reference_logps(accelerator, model, batches, num_pairs, logps_fn, show_progress, desc)
-    if accelerator.is_main_process:
+    scores = score_pairs(model, batches, num_pairs, chunk_size=chunk_size, accelerator=accelerator,
+                         adapter_disabled=True, progress=desc if show_progress else None)
+    logps = ReferenceLogps(scores.chosen, scores.rejected)
+    if accelerator.is_main_process and cacheable:
         save_cached(key, logps, key_parts)
     accelerator.wait_for_everyone()
-    return logps, False
+    return logps, (False if cacheable else None)
+
+
+@dataclass
+class SplitToScore:
+    """A split whose reference log-probs are precomputed: its pairs and the batches that will be seen."""
+
+    examples: Sequence["TokenizedPair"]
+    batches: Callable[[], Iterable[dict]]
+    """Gives this process's batches, each with ``index``, as training (or evaluation) will see them."""
+    batch_size: int
+    shuffled: bool
+    """True for the seeded training order, False for dataset order (eval)."""
 
 
 # ---------------------------------------------------------------- per-batch references
@@ -367,15 +302,15 @@ def build_references(
     base_model: str,
     model,
     accelerator: "Accelerator",
-    splits: dict[str, tuple[Sequence["TokenizedPair"], Callable[[], Iterable[dict]]]],
+    splits: dict[str, "SplitToScore"],
     show_progress: bool = True,
     say: Callable[[str], None] = lambda text: None,
 ) -> dict[str, Reference]:
     """One :class:`Reference` per split (``train``, ``eval``) as ``config.dpo.reference`` asks.
 
-    ``splits`` maps a split to its pairs and a function giving the batches training (or
-    evaluation) will see; ``precompute`` scores those batches with ``model``'s adapter
-    switched off (before any training step) and caches the result, keyed by ``base_model``.
+    ``precompute`` scores each split's batches (the ones training or evaluation will see)
+    with ``model``'s adapter switched off, before any training step, and caches the result,
+    keyed by ``base_model`` (the start model's path) among the rest.
     """
     spec = config.dpo.reference
     if config.stage == "sft" or config.dpo.reference_free or spec == "none":
@@ -387,19 +322,19 @@ def build_references(
         separate = ModelReference(load_reference_model(config, spec.model, accelerator), logps, accelerator)
         return {split: separate for split in splits}
 
-    def initial_model_logps(m, batch):
-        with disabled_adapter(m):
-            return logps(m, batch)
-
     references: dict[str, Reference] = {}
-    for split, (examples, batches) in splits.items():
-        if not examples:
+    for split, part in splits.items():
+        if not part.examples:
             references[split] = NoReference()
             continue
-        parts = cache_key_parts(config, base_model, examples, accelerator.mixed_precision)
-        values, hit = precompute_reference(accelerator, model, batches(), len(examples), parts, initial_model_logps,
-                                           show_progress, desc=f"reference log-probs ({split})")
-        say(f"reference log-probs ({split}, {len(examples)} pairs): "
-            f"{'reused from cache' if hit else 'computed and cached'} [{cache_key(parts)}]")
+        parts = cache_key_parts(config, base_model, part.examples, accelerator.mixed_precision,
+                                batch_size=part.batch_size, shuffled=part.shuffled,
+                                num_processes=accelerator.num_processes)
+        values, hit = precompute_reference(accelerator, model, part.batches(), len(part.examples), parts,
+                                           config.training.logprob_chunk_size, show_progress,
+                                           desc=f"reference log-probs ({split})")
+        how = {True: "reused from cache", False: "computed and cached",
+               None: "computed (not cached: the model's identity cannot be told)"}[hit]
+        say(f"reference log-probs ({split}, {len(part.examples)} pairs): {how} [{cache_key(parts)}]")
         references[split] = PrecomputedReference(values, accelerator.device)
     return references

@@ -1,37 +1,39 @@
 """Open what a user points at (a run dir, a checkpoint, a model dir, a ``.gguf``, a name)
 and load it for inference.
 
-A *run dir* is what ``dpokit train`` writes (see DESIGN.md)::
-
-    RUN_DIR/run.json      {"stage", "base_model", "adapter", "reference", "dpokit_version"}
-    RUN_DIR/config.yaml   the resolved config
-    RUN_DIR/final/        a PEFT adapter dir or a full Hugging Face model dir, + tokenizer
-    RUN_DIR/checkpoints/checkpoint-<step>/
-
-:func:`open_model_or_run` only reads small JSON/YAML files; :func:`load_for_inference`
-loads the weights. A LoRA run loads its base model plus the adapter *without merging*
-(``PeftModel.from_pretrained``), so what is evaluated or chatted with is exactly what
-was trained.
+The run dir's layout and names are :mod:`dpokit.rundir`'s. :func:`open_model_or_run` only
+reads small JSON/YAML files; :func:`load_for_inference` loads the weights. A LoRA run loads
+its base model plus the adapter *without merging* (``PeftModel.from_pretrained``), so what is
+evaluated or chatted with is exactly what was trained. A base that is itself a LoRA run or
+adapter (``RUN_DIR/base`` of a DPO run trained on an SFT run) is merged once, cached, by
+:func:`dpokit.start_model.materialise`. :func:`run_reference` says which reference a run
+was trained against; evaluation and the DPO judge both ask it.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from dpokit.errors import DpokitError
+from dpokit.rundir import (
+    CHECKPOINTS_DIR,
+    CONFIG_YAML,
+    FINAL_DIR,
+    RUN_JSON,
+    checkpoint_step,
+    is_run_dir,
+    list_checkpoints,
+    read_json_object,
+    read_run_json,
+    resolve_in_run,
+)
 
 if TYPE_CHECKING:
     from dpokit.config import Config
 
-RUN_JSON = "run.json"
-CONFIG_YAML = "config.yaml"
-FINAL_DIR = "final"
-CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_CONFIG = "adapter_config.json"
 MODEL_CONFIG = "config.json"
 # Where a checkpoint may keep its weights: the dir itself or one of these sub-dirs.
@@ -80,38 +82,6 @@ class RunInfo:
 # ---------------------------------------------------------------- reading refs
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DpokitError(f"{path}:{err.lineno}: invalid JSON ({err.msg})", "the file is damaged; restore it or re-create the run") from None
-    except UnicodeDecodeError:
-        raise DpokitError(f"{path}: not UTF-8 text") from None
-    if not isinstance(data, dict):
-        raise DpokitError(f"{path}: expected a JSON object")
-    return data
-
-
-def _is_run_dir(path: Path) -> bool:
-    return (path / RUN_JSON).is_file() or (
-        (path / CONFIG_YAML).is_file() and ((path / FINAL_DIR).is_dir() or (path / CHECKPOINTS_DIR).is_dir())
-    )
-
-
-def _checkpoint_step(path: Path) -> int:
-    match = re.fullmatch(r"checkpoint-(\d+)", path.name)
-    return int(match.group(1)) if match else -1
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """The run's complete checkpoint dirs, oldest first (temp dirs of a killed save are skipped)."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _checkpoint_step(p) >= 0]
-    return sorted(found, key=_checkpoint_step)
-
-
 def _weights_in(path: Path) -> tuple[Optional[Path], Optional[Path]]:
     """(adapter dir, full model dir) found in ``path`` or its usual sub-dirs; either may be None."""
     for sub in WEIGHT_SUBDIRS:
@@ -125,14 +95,6 @@ def _weights_in(path: Path) -> tuple[Optional[Path], Optional[Path]]:
 
 def _has_tokenizer(path: Optional[Path]) -> bool:
     return path is not None and any((path / name).is_file() for name in TOKENIZER_FILES)
-
-
-def _resolve_relative(base: str, run_dir: Path) -> str:
-    """run.json may name its base relative to the run dir (e.g. ``base/`` of an SFT-then-DPO run)."""
-    candidate = Path(base).expanduser()
-    if not candidate.is_absolute() and (run_dir / candidate).exists():
-        return str((run_dir / candidate).resolve())
-    return base
 
 
 def _load_run_config(run_dir: Path) -> Optional["Config"]:
@@ -161,7 +123,7 @@ def _no_final_model_error(run_dir: Path) -> DpokitError:
 
 def _run_info(run_dir: Path, weights_dir: Path, checkpoint: Optional[Path]) -> RunInfo:
     """RunInfo for a run's ``final/`` or one of its checkpoints (``weights_dir``)."""
-    meta = _read_json(run_dir / RUN_JSON) if (run_dir / RUN_JSON).is_file() else {}
+    meta = read_run_json(run_dir)
     config = _load_run_config(run_dir)
     adapter, full = _weights_in(weights_dir)
     if adapter is None and full is None:
@@ -171,10 +133,10 @@ def _run_info(run_dir: Path, weights_dir: Path, checkpoint: Optional[Path]) -> R
         )
     base = meta.get("base_model") or (config.model.name_or_path if config else None)
     if base is None and adapter is not None:
-        base = _read_json(adapter / ADAPTER_CONFIG).get("base_model_name_or_path")
+        base = read_json_object(adapter / ADAPTER_CONFIG).get("base_model_name_or_path")
     if not base:
         raise DpokitError(f"{run_dir}: cannot tell the base model (no base_model in {RUN_JSON}, no {CONFIG_YAML})")
-    base = _resolve_relative(str(base), run_dir)
+    base = resolve_in_run(str(base), run_dir)
     stage = meta.get("stage") or (config.stage if config else None)
     own = adapter or full
     tokenizer_dir = own if _has_tokenizer(own) else (run_dir / FINAL_DIR if _has_tokenizer(run_dir / FINAL_DIR) else None)
@@ -195,9 +157,9 @@ def _run_info(run_dir: Path, weights_dir: Path, checkpoint: Optional[Path]) -> R
 def _enclosing_run(path: Path) -> tuple[Optional[Path], Optional[Path]]:
     """(run dir, checkpoint dir) when ``path`` is a run's final/ or checkpoints/checkpoint-N."""
     path = path.resolve()
-    if path.name == FINAL_DIR and _is_run_dir(path.parent):
+    if path.name == FINAL_DIR and is_run_dir(path.parent):
         return path.parent, None
-    if _checkpoint_step(path) >= 0 and path.parent.name == CHECKPOINTS_DIR and _is_run_dir(path.parent.parent):
+    if checkpoint_step(path) >= 0 and path.parent.name == CHECKPOINTS_DIR and is_run_dir(path.parent.parent):
         return path.parent.parent, path
     return None, None
 
@@ -208,7 +170,7 @@ def _check_causal_lm(model_dir: Path) -> None:
     ``architectures`` decides when the config lists it (a ``LlamaForSequenceClassification``
     reward model is a Llama, but not a text generator); else the ``model_type``.
     """
-    config = _read_json(model_dir / MODEL_CONFIG)
+    config = read_json_object(model_dir / MODEL_CONFIG)
     if "AutoModelForCausalLM" in (config.get("auto_map") or {}):
         return
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
@@ -236,7 +198,7 @@ def _model_dir_info(path: Path) -> RunInfo:
 
 def _adapter_dir_info(path: Path) -> RunInfo:
     """A bare PEFT adapter dir (not inside a run): its base is in adapter_config.json."""
-    base = _read_json(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+    base = read_json_object(path / ADAPTER_CONFIG).get("base_model_name_or_path")
     if not base:
         raise DpokitError(f"{path / ADAPTER_CONFIG}: no 'base_model_name_or_path'", "cannot tell which model the adapter belongs to")
     return RunInfo(path=None, stage=None, base_model=base, adapter_dir=path, config=None, model_dir=base,
@@ -262,7 +224,7 @@ def open_model_or_run(ref: Union[str, Path]) -> RunInfo:
                 return RunInfo(path=None, stage=None, base_model=text, adapter_dir=None, config=None,
                                model_dir=text, tokenizer_dir=text, kind="gguf")
             raise DpokitError(f"{path}: a file, not a model", "pass a run dir, a model dir, a .gguf file or a model name")
-        if _is_run_dir(path):
+        if is_run_dir(path):
             run_dir = path.resolve()
             if not (run_dir / FINAL_DIR).is_dir():
                 raise _no_final_model_error(run_dir)
@@ -324,15 +286,16 @@ def load_for_inference(ref: Union[str, Path], *, dtype: Any = None, device: Any 
     """Load ``ref`` ready to generate or score: ``(model, tokenizer, RunInfo)``.
 
     A LoRA run (or adapter dir) loads base + adapter with ``PeftModel.from_pretrained``,
-    not merged. The model is in eval mode on ``device`` (default: CUDA when available,
+    not merged (a base that is itself a LoRA run is merged first: :func:`dpokit.start_model.materialise`). The model is in eval mode on ``device`` (default: CUDA when available,
     else CPU). The tokenizer is the run's own (with its chat template) where saved.
     """
     from dpokit.models import cuda_available, load_model
+    from dpokit.start_model import materialise
 
     info = open_model_or_run(ref)
     model_cfg = inference_model_config(info, dtype)
     quantised = model_cfg.load_in_4bit or model_cfg.load_in_8bit
-    model = load_model(model_cfg, info.model_dir)
+    model = load_model(model_cfg, materialise(info.model_dir))
     if info.adapter_dir is not None:
         model = attach_adapter(model, info)
     if not quantised:
@@ -378,21 +341,29 @@ def load_run_tokenizer(info: RunInfo, trust_remote_code: bool = False):
     return tokenizer
 
 
-def write_run_json(run_dir: Union[str, Path], *, stage: str, base_model: str, adapter: bool,
-                   reference: Any = None) -> Path:
-    """Write ``RUN_DIR/run.json`` (the contract this module reads), atomically."""
-    import os
-    import tempfile
+# ---------------------------------------------------------------- a run's reference
 
-    from dpokit import __version__
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = {"stage": stage, "base_model": base_model, "adapter": adapter, "reference": reference,
-            "dpokit_version": __version__}
-    fd, tmp = tempfile.mkstemp(prefix=".run.json.", dir=run_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, run_dir / RUN_JSON)
-    return run_dir / RUN_JSON
+def run_reference(info: RunInfo) -> Optional[str]:
+    """The reference ``info``'s run was trained against, as a model reference to load.
+
+    ``"adapter"`` (a LoRA run's base: the policy with its adapter switched off), a model
+    reference (a full fine-tune's start model, or ``dpo.reference: {model: PATH}``), or None
+    (a plain model, an SFT run, a reference-free loss such as SimPO/ORPO, ``dpo.reference:
+    none``). Evaluation and the DPO judge both ask this; nothing else decides it.
+    """
+    if info.kind == "adapter":
+        return "adapter"
+    if info.path is None or info.stage == "sft":
+        return None
+    config = info.config
+    spec = info.reference if info.reference is not None else (config.dpo.reference if config is not None else None)
+    if isinstance(spec, dict):
+        spec = spec.get("model")
+    elif hasattr(spec, "model"):
+        spec = spec.model
+    if (config is not None and config.dpo.reference_free) or spec in (None, "none"):
+        return None
+    if spec in ("precompute", "adapter"):  # both mean: the model training started from
+        return "adapter" if info.is_lora else info.base_model
+    return resolve_in_run(str(spec), info.path)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dpokit.config import ALIASES, dump_config, load_config, valid_keys
+from dpokit.config import dump_config, load_config
+from dpokit.config_keys import ALIASES, documented_keys
 
 
 def add_parser(sub, name: str, help_text: str) -> None:
@@ -15,9 +16,12 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 def run(args) -> int:
     if args.what == "keys":
-        for key in valid_keys():
-            target = ALIASES.get(key)
-            print(f"{key}  ->  {target}" if key in ALIASES and target else key)
+        for key in documented_keys():
+            print(key)
+        print("\naliases (flat names from PAI-QuickStart, TRL and LLaMA-Factory):")
+        for alias, target in sorted(ALIASES.items()):
+            print(f"  {alias}  ->  {target or '(accepted, ignored)'}")
+        print("\nA key's last part alone (learning_rate, beta) works too where it is unique.")
         return 0
     config_path, overrides = args.config, list(args.overrides)
     if config_path and "=" in config_path:  # only overrides were given

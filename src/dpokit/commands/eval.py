@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
 from pathlib import Path
 
+from dpokit.commands.data import FLAGS as DATA_FLAGS
 from dpokit.config import parse_column_map
-from dpokit.errors import DpokitError
+from dpokit.errors import DpokitError, with_flags
+from dpokit.rundir import EVAL_JSON
 
-EVAL_JSON = "eval.json"
+EVAL_FLAGS = {key: flag for key, flag in DATA_FLAGS.items()
+              if flag in ("--skip-bad-records", "--columns", "--format", "--max-length", "--max-prompt-length",
+                          "--registry")}
+"""Config keys in library errors -> this command's flags (see errors.with_flags)."""
 
 
 def _positive_int(text: str) -> int:
@@ -66,19 +68,6 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.set_defaults(func=run)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same dir and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _default_output(model_ref: str) -> Path | None:
     """RUN_DIR/eval.json when ``model_ref`` is a run dir itself (not a checkpoint or a plain model)."""
     from dpokit.runs import open_model_or_run
@@ -90,20 +79,25 @@ def _default_output(model_ref: str) -> Path | None:
 
 
 def run(args) -> int:
-    from dpokit.evaluate import evaluate_ref, format_report, to_json
+    from dpokit.eval_report import format_report, to_json
+    from dpokit.evaluate import evaluate_ref
+    from dpokit.outputs import write_file
 
     output = Path(args.output) if args.output else (None if args.no_save else _default_output(args.model))
     if output is not None and output.is_dir():
         raise DpokitError(f"--output {output}: is a directory", "name a file, e.g. eval.json")
-    result = evaluate_ref(
-        args.model, args.data, reference=args.ref, format=args.format, columns=args.columns,
-        registry=args.registry, max_length=args.max_length, max_prompt_length=args.max_prompt_length,
-        batch_size=args.batch_size, max_pairs=args.max_pairs, beta=args.beta, by=args.by,
-        skip_bad_records=args.skip_bad_records, dtype=args.dtype, progress=not args.json,
-    )
+    try:
+        result = evaluate_ref(
+            args.model, args.data, reference=args.ref, format=args.format, columns=args.columns,
+            registry=args.registry, max_length=args.max_length, max_prompt_length=args.max_prompt_length,
+            batch_size=args.batch_size, max_pairs=args.max_pairs, beta=args.beta, by=args.by,
+            skip_bad_records=args.skip_bad_records, dtype=args.dtype, progress=not args.json,
+        )
+    except DpokitError as err:
+        raise with_flags(err, EVAL_FLAGS) from None
     text = to_json(result)
     if output is not None:
-        write_atomic(output, text + "\n")
+        write_file(output, text + "\n")
     if args.json:
         print(text)
     else:

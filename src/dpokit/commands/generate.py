@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from dpokit.errors import DpokitError
@@ -14,7 +11,7 @@ from dpokit.errors import DpokitError
 
 def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float, max_new_tokens: int) -> None:
     """The sampling flags `generate` and `chat` share."""
-    from dpokit.generate import DEFAULT_TOP_K, DEFAULT_TOP_P
+    from dpokit.generate import DEFAULT_REPETITION_WINDOW, DEFAULT_TOP_K, DEFAULT_TOP_P
 
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=temperature, help=f"0 = greedy (default {temperature})")
@@ -22,6 +19,9 @@ def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float, max_new
     g.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"0 = off (default {DEFAULT_TOP_K})")
     g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"default {max_new_tokens}")
     g.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 = none (default)")
+    g.add_argument("--repetition-window", type=int, default=DEFAULT_REPETITION_WINDOW, metavar="N",
+                   help=f"stop a reply once its last N tokens repeat an earlier part of it (a loop); "
+                        f"0 = never (default {DEFAULT_REPETITION_WINDOW})")
     g.add_argument("--seed", type=int, default=None, help="same seed, same outputs")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                    help="weights dtype (default: the run's config, else auto)")
@@ -33,6 +33,7 @@ def sampling_settings(args):
     return SamplingSettings(
         max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0, temperature=args.temperature,
         top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
+        repetition_window=args.repetition_window,
     )
 
 
@@ -51,22 +52,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.set_defaults(func=run)
 
 
-def write_jsonl_atomic(rows, out: Path) -> None:
-    """Write JSON lines into a temp file beside ``out``, then rename (no half-written output)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args) -> int:
     from dpokit.generate import generate_candidates, read_prompt_records
+    from dpokit.outputs import write_jsonl
     from dpokit.render import Renderer, with_system_prompt
     from dpokit.runs import load_for_inference
 
@@ -84,7 +72,7 @@ def run(args) -> int:
     model, tokenizer, info = load_for_inference(args.model, dtype=args.dtype)
     print(f"dpokit: {len(prompts)} prompts x {args.n} with {info.describe()}", file=sys.stderr)
     candidates = generate_candidates(model, Renderer.for_run(tokenizer, info), prompts, settings, n=args.n, seed=args.seed,
-                                     batch_size=args.batch_size, show_progress=sys.stderr.isatty())
+                                     batch_size=args.batch_size, show_progress=True)
     rows = []
     for record, prompt, answers in zip(records, prompts, candidates):
         row = {"prompt": prompt, "candidates": answers}
@@ -93,7 +81,7 @@ def run(args) -> int:
             row["scores"] = [None] * len(answers)
         row.update({"source": record.source, "model": str(args.model)})
         rows.append(row)
-    write_jsonl_atomic(rows, out)
+    write_jsonl(out, rows)
     print(f"wrote {len(rows)} lines ({len(rows) * args.n} answers) to {out}")
     if args.n > 1:
         print(f"to label: fill in each line's scores (higher = better), then "

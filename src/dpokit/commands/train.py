@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from dpokit.config import load_config
+from dpokit.config import check_relative_paths, load_config
 
 EPILOG = """examples:
   dpokit train examples/quickstart.yaml
@@ -30,21 +31,34 @@ def run(args) -> int:
     if config_path and "=" in config_path:  # only overrides were given
         config_path, overrides = None, [config_path] + overrides
     config = load_config(config_path, overrides)
+    check_relative_paths(config, config_path)
 
-    from dpokit.metrics_log import METRICS_FILE, read_metrics
-    from dpokit.recipe import FINAL_DIR, train
+    from dpokit.metrics_log import read_train_rows
+    from dpokit.recipe import train
+    from dpokit.rundir import CONFIG_YAML, FINAL_DIR, latest_checkpoint
 
     if args.no_progress:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    run_dir = train(config, show_progress=not args.no_progress)
+    try:
+        run_dir = train(config, show_progress=not args.no_progress)
+    except KeyboardInterrupt:
+        out = Path(config.output.output_dir)
+        last = latest_checkpoint(out)
+        if last is not None:
+            print(f"\ndpokit: interrupted; the last checkpoint is {last}. Resume with:\n"
+                  f"  dpokit train {out / CONFIG_YAML} training.resume_from_checkpoint=latest", file=sys.stderr)
+        else:
+            print("\ndpokit: interrupted before any checkpoint was saved, so there is nothing to resume: train again "
+                  "(set training.save_steps to make long runs resumable)", file=sys.stderr)
+        return 130
 
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
         return 0
-    train_lines = [r for r in read_metrics(run_dir / METRICS_FILE) if "loss" in r]
+    train_lines = read_train_rows(run_dir)
     if train_lines:
         first, last = train_lines[0], train_lines[-1]
         print(f"dpokit: step {last['step']}: loss {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f}",

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 Example = Union["TokenizedPair", tuple[int, "TokenizedPair"]]
 
+LAYOUT = "padded-pairs-v1"
+"""Names this layout in cache keys (reference log-probs): a new layout must get a new name."""
+
 
 def _split_indices(examples: Sequence[Example]) -> tuple[list[Any], list[int] | None]:
     """Separate ``(index, pair)`` tuples into pairs and indices (``None`` when none given)."""

@@ -33,7 +33,8 @@ A ``system`` field, where a format has one, becomes a leading system message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Union
 
 from dpokit.data.fields import (
@@ -44,10 +45,10 @@ from dpokit.data.fields import (
     preview,
     require,
     require_text,
-    type_name,
 )
 from dpokit.data.messages import (
     answer_messages,
+    history_messages,
     looks_like_hh,
     parse_messages,
     prompt_messages,
@@ -67,11 +68,14 @@ class FormatOptions:
     """What a normaliser needs besides the record.
 
     ``tags`` are a LLaMA-Factory registry entry's role/content tag names (ShareGPT);
-    ``pair_strategy`` picks how rated answers become pairs.
+    ``pair_strategy`` picks how rated answers become pairs; ``choices`` counts the choices a
+    normaliser made that the user should see in the report (``"chosen_id from
+    better_response_id"``), filled in as records are read.
     """
 
     tags: Mapping[str, str] | None = None
     pair_strategy: str = "best_vs_worst"
+    choices: Counter = field(default_factory=Counter)
 
 
 def _pair(prompt: list[Message], chosen: list[Message], rejected: list[Message], record: dict, used: set[str]) -> PreferencePair:
@@ -130,24 +134,11 @@ def _alpaca(record: dict, opts: FormatOptions) -> list[Outcome]:
     extra = optional_text(record, "input")
     if extra:
         user = f"{user}\n{extra}"
-    prompt = _history(record.get("history")) + [{"role": "user", "content": user}]
+    prompt = history_messages(record.get("history")) + [{"role": "user", "content": user}]
     chosen = answer_messages(require(record, "chosen"), "chosen", opts.tags)
     rejected = answer_messages(require(record, "rejected"), "rejected", opts.tags)
     prompt = with_system(prompt, optional_text(record, "system"))
     return [_pair(prompt, chosen, rejected, record, {"instruction", "input", "history", "chosen", "rejected", "system"})]
-
-
-def _history(value: Any) -> list[Message]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise RecordError("history", f"expected a list of [user, assistant] pairs, got {type_name(value)}")
-    messages: list[Message] = []
-    for i, turn in enumerate(value):
-        if not (isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
-            raise RecordError(f"history[{i}]", f"expected a [user text, assistant text] pair, got {preview(turn)}")
-        messages += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
-    return messages
 
 
 def _fixed_columns(prompt_key: str, chosen_key: str, rejected_key: str) -> Callable[[dict, FormatOptions], list[Outcome]]:
@@ -170,12 +161,16 @@ def _pku_saferlhf(record: dict, opts: FormatOptions) -> list[Outcome]:
     """PKU-SafeRLHF: two responses and the id (0 or 1) of the chosen one.
 
     The id comes from ``chosen_id`` (a column map may point it at ``safer_response_id``),
-    else ``better_response_id``, else ``safer_response_id``.
+    else ``better_response_id``, else ``safer_response_id``; the report says which was used.
+    The dataset has both: ``better_response_id`` is the more *helpful* answer,
+    ``safer_response_id`` the *safer* one (what the tutorials train on to make answers safer:
+    ``--columns chosen_id=safer_response_id``).
     """
     id_key = first_present(record, PKU_ID_KEYS)
     if id_key is None:
         raise RecordError(PKU_ID_KEYS[1], f"is missing: the record needs one of {', '.join(PKU_ID_KEYS)}")
     raw_id = record[id_key]
+    opts.choices[f"pku_saferlhf: chosen answer by {id_key}"] += 1
     chosen_id = _response_id(raw_id)
     if chosen_id is None:
         raise RecordError(id_key, f"expected 0 or 1, got {preview(raw_id)}")

@@ -1,4 +1,4 @@
-"""Load preference data from files, directories, the demo set or a LLaMA-Factory registry.
+"""Load preference or SFT data from files, directories, the demo set or a LLaMA-Factory registry.
 
 :func:`load_preference_data` reads every source, detects (or is told) its format, turns
 each record into :class:`PreferencePair`s and leaves out what cannot be trained on, counting
@@ -16,41 +16,48 @@ each reason in :attr:`LoadResult.dropped`:
 A bad record (invalid JSON, a missing field, a wrong type, an unknown role) is an error by
 default; ``skip_bad_records=True`` counts and lists it instead. A source that yields no
 usable pair at all is always an error. Input files are only read, never written.
+
+:func:`load_sft_data` does the same for supervised fine-tuning: records in the SFT formats of
+:mod:`dpokit.data.sft_formats` (prompt/completion, chat messages, alpaca, ShareGPT) or in
+any preference format (their prompt and chosen answer) become :class:`SftExample`s, from the
+same containers, with the same errors, ``skip_bad_records`` and ``max_samples``. Its drop
+reasons: ``empty_completion`` (the answer has no text), ``empty_prompt``,
+``duplicate_example`` (the same prompt and completion seen before, in any source),
+``undesirable_completion`` (a KTO-style ``label`` of false), ``unparseable_record``, and a
+preference format's own (``tie``, ``no_shared_prompt``, ...).
+
+What is kept and why the rest is dropped is decided by :mod:`dpokit.data.collect`; writing
+canonical JSONL is :mod:`dpokit.data.write`.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
-import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from dpokit.config import DataConfig
+from dpokit.data.collect import DEMO_SETS, PREFERENCE, PREFERENCE_DEMO_SETS, SFT, SFT_DEMO_SETS, Collector, Kind
 from dpokit.data.fields import RecordError
-from dpokit.data.formats import COLUMN_ROLES, FORMAT_NAMES, FormatOptions, detect_format, normalise
+from dpokit.data.formats import FORMAT_NAMES, FormatOptions
 from dpokit.data.ranking import PAIR_STRATEGIES
 from dpokit.data.readers import RawRecord, data_files, is_saved_dataset, read_records
 from dpokit.data.registry import read_registry, resolve_dataset
-from dpokit.data.types import LoadResult, Message, PreferencePair
+from dpokit.data.sft_formats import SFT_FORMAT_NAMES, SFT_ONLY_FORMATS, detect_sft_format
+from dpokit.data.types import LoadResult, SftLoadResult
 from dpokit.errors import DpokitError
 
-__all__ = ["FORMAT_NAMES", "DEMO_SETS", "load_preference_data", "load_from_config", "write_pairs_jsonl", "source_path"]
+__all__ = ["FORMAT_NAMES", "SFT_FORMAT_NAMES", "DEMO_SETS", "load_preference_data", "load_from_config",
+           "load_sft_data", "load_sft_from_config"]
 
-DEMO_SETS = ("train", "heldout")
 DETECT_RECORDS = 20
 """Format detection looks at up to this many readable records at the start of a file."""
-
-SKIP_HINT = "fix the record, or set data.skip_bad_records=true to skip bad records (they are counted and listed)"
-
 
 @dataclass(frozen=True)
 class _Source:
@@ -88,20 +95,53 @@ def load_preference_data(
             ``all_pairs``; see :mod:`dpokit.data.ranking`).
         max_samples: stop after this many pairs in all (the first ones, in source order).
     """
+    return _load(PREFERENCE, sources, format=format, columns=columns, registry=registry,
+                 skip_bad_records=skip_bad_records, pair_strategy=pair_strategy, max_samples=max_samples)
+
+
+def load_sft_data(
+    sources: Sequence[str],
+    *,
+    format: str = "auto",
+    columns: Mapping[str, str] | None = None,
+    registry: str | None = None,
+    skip_bad_records: bool = False,
+    pair_strategy: str = "best_vs_worst",
+    max_samples: int | None = None,
+) -> SftLoadResult:
+    """Read SFT examples (prompt + completion) from ``sources``; the arguments are those of
+    :func:`load_preference_data`.
+
+    ``format``: one of :data:`~dpokit.data.sft_formats.SFT_FORMAT_NAMES` (an SFT format or a
+    preference format, whose chosen answers are the completions). ``sources`` may also be
+    ``demo:sft``; with ``registry``, non-ranking (instruction) datasets are taken too.
+    ``max_samples`` caps the examples.
+    """
+    return _load(SFT, sources, format=format, columns=columns, registry=registry,
+                 skip_bad_records=skip_bad_records, pair_strategy=pair_strategy, max_samples=max_samples)
+
+
+def _load(kind: Kind, sources: Sequence[str], *, format: str, columns: Mapping[str, str] | None,
+          registry: str | None, skip_bad_records: bool, pair_strategy: str, max_samples: int | None):
     if isinstance(sources, (str, Path)):
         sources = [str(sources)]
-    format = _check_format(format)
-    columns = _check_columns(columns or {})
+    format = _check_format(format, kind)
+    columns = _check_columns(columns or {}, kind)
     if pair_strategy not in PAIR_STRATEGIES:
         raise DpokitError(f"unknown pair strategy '{pair_strategy}'", f"use one of: {', '.join(PAIR_STRATEGIES)}")
     if max_samples is not None and max_samples <= 0:
         raise DpokitError(f"max_samples must be a positive number, got {max_samples}")
     if not sources:
-        raise DpokitError("no preference data given", "name at least one file, directory or demo:train")
-    collector = _Collector(skip_bad_records=skip_bad_records, max_samples=max_samples)
+        demo = "demo:sft" if kind is SFT else "demo:train"
+        raise DpokitError(f"no {kind.name} data given", f"name at least one file, directory or {demo}")
+    collector = Collector(kind, skip_bad_records=skip_bad_records, max_samples=max_samples)
     for spec in sources:
-        for source in _resolve(str(spec), format, columns, registry):
-            _load_file(source, FormatOptions(tags=source.tags, pair_strategy=pair_strategy), collector)
+        for source in _resolve(str(spec), format, columns, registry, kind):
+            options = FormatOptions(tags=source.tags, pair_strategy=pair_strategy)
+            try:
+                _load_file(source, options, collector)
+            finally:
+                collector.result.choices.update(_name_mapped_columns(options.choices, source.columns))
             if collector.full:
                 return collector.result
     return collector.result
@@ -116,7 +156,33 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
     (records, dropped, errors) and the eval result's ``records`` is its number of pairs.
     ``data.max_samples`` caps the train load and the eval files' load each (before a split).
     """
-    options: dict[str, Any] = dict(
+    train = load_preference_data(data_cfg.train_files, **_config_options(data_cfg))
+    if data_cfg.eval_files:
+        return train, load_preference_data(data_cfg.eval_files, **_config_options(data_cfg))
+    if not data_cfg.eval_fraction:
+        return train, None
+    train.pairs, eval_pairs = _split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs")
+    return train, LoadResult(pairs=eval_pairs, format=train.format, records=len(eval_pairs))
+
+
+def load_sft_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[SftLoadResult, SftLoadResult | None]:
+    """SFT train and eval examples as a config describes them (``stage: sft``).
+
+    The same rules as :func:`load_from_config`: ``data.eval_files``, else a seeded
+    ``data.eval_fraction`` of the train examples (the same split for the same seed), else no
+    eval; ``data.max_samples`` caps each load. Files may be SFT or preference data.
+    """
+    train = load_sft_data(data_cfg.train_files, **_config_options(data_cfg))
+    if data_cfg.eval_files:
+        return train, load_sft_data(data_cfg.eval_files, **_config_options(data_cfg))
+    if not data_cfg.eval_fraction:
+        return train, None
+    train.examples, eval_examples = _split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples")
+    return train, SftLoadResult(examples=eval_examples, format=train.format, records=len(eval_examples))
+
+
+def _config_options(data_cfg: DataConfig) -> dict[str, Any]:
+    return dict(
         format=data_cfg.format,
         columns=data_cfg.columns,
         registry=data_cfg.registry,
@@ -124,104 +190,64 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
         pair_strategy=data_cfg.pair_strategy,
         max_samples=data_cfg.max_samples,
     )
-    train = load_preference_data(data_cfg.train_files, **options)
-    if data_cfg.eval_files:
-        return train, load_preference_data(data_cfg.eval_files, **options)
-    if not data_cfg.eval_fraction:
-        return train, None
-    total = len(train.pairs)
-    n_eval = max(1, round(total * data_cfg.eval_fraction))
+
+
+def _split_off_eval(items: list, fraction: float, seed: int, noun: str) -> tuple[list, list]:
+    """(train, eval): a seeded ``fraction`` of ``items`` held out; both parts keep their order."""
+    total = len(items)
+    n_eval = max(1, round(total * fraction))
     if total < 2 or n_eval >= total:
         raise DpokitError(
-            f"data.eval_fraction={data_cfg.eval_fraction} leaves no training data ({total} pairs loaded)",
+            f"data.eval_fraction={fraction} leaves no training data ({total} {noun} loaded)",
             "give more data, a smaller eval_fraction, or data.eval_files",
         )
     held_out = set(random.Random(seed).sample(range(total), n_eval))
-    eval_pairs = [p for i, p in enumerate(train.pairs) if i in held_out]
-    train.pairs = [p for i, p in enumerate(train.pairs) if i not in held_out]
-    return train, LoadResult(pairs=eval_pairs, format=train.format, records=len(eval_pairs))
-
-
-def write_pairs_jsonl(pairs: Iterable[PreferencePair], out: str | Path) -> int:
-    """Write pairs as TRL's conversational JSON Lines; returns the number written.
-
-    Each line is ``{"prompt": [...], "chosen": [...], "rejected": [...]}`` plus the pair's
-    scalar meta fields under their own names (a meta key whose values mix types is written
-    as text, so that ``datasets`` can read the column). UTF-8, non-ASCII kept as is. The
-    file is written beside ``out`` and renamed into place, so a reader never sees half a
-    file; ``out`` must not be one of the files the pairs were loaded from.
-    """
-    pairs = list(pairs)
-    out = Path(out)
-    if out.is_dir():
-        raise DpokitError(f"{out}: is a directory", "give a file name such as pairs.jsonl")
-    if out.exists():
-        for src in {source_path(p.source) for p in pairs if p.source}:
-            if src.exists() and os.path.samefile(src, out):
-                raise DpokitError(f"{out}: refusing to overwrite an input file", "write to a new file name")
-    meta_casts = _meta_casts(pairs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            for pair in pairs:
-                row: dict[str, Any] = {}
-                for key, cast in meta_casts.items():
-                    value = pair.meta.get(key)
-                    row[key] = None if value is None else cast(value)
-                row.update(pair.to_json())
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(pairs)
-
-
-_SOURCE = re.compile(r"^(?P<path>.*?)(?::\d+(?: \(record \d+\))?|: record \d+)$")
-
-
-def source_path(source: str) -> Path:
-    """The file a pair's ``source`` (``path:line``, ``path:line (record N)``, ``path: record N``) names."""
-    match = _SOURCE.match(source)
-    return Path(match.group("path") if match else source)
+    return ([x for i, x in enumerate(items) if i not in held_out],
+            [x for i, x in enumerate(items) if i in held_out])
 
 
 # --- options and sources ---------------------------------------------------------------
 
 
-def _check_format(name: str) -> str:
+def _check_format(name: str, kind: Kind) -> str:
     canonical = (name or "auto").strip().lower().replace("-", "_")
-    if canonical not in FORMAT_NAMES:
-        close = difflib.get_close_matches(canonical, FORMAT_NAMES, n=1)
+    if kind is PREFERENCE and canonical in SFT_ONLY_FORMATS:
+        raise DpokitError(f"'{name}' is an SFT data format, not a preference format",
+                          "SFT data is for stage: sft (`dpokit data inspect --stage sft`); preference formats: "
+                          + ", ".join(FORMAT_NAMES))
+    if canonical not in kind.formats:
+        close = difflib.get_close_matches(canonical, kind.formats, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise DpokitError(f"unknown data format '{name}'", f"{hint}formats: {', '.join(FORMAT_NAMES)}")
+        what = "SFT data format" if kind is SFT else "data format"
+        raise DpokitError(f"unknown {what} '{name}'", f"{hint}formats: {', '.join(kind.formats)}")
     return canonical
 
 
-def _check_columns(columns: Mapping[str, str]) -> dict[str, str]:
+def _check_columns(columns: Mapping[str, str], kind: Kind) -> dict[str, str]:
+    roles = kind.column_roles
     for role, column in columns.items():
-        if role not in COLUMN_ROLES:
-            close = difflib.get_close_matches(role, COLUMN_ROLES, n=1)
+        if role not in roles:
+            close = difflib.get_close_matches(role, roles, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise DpokitError(
                 f"column map: unknown role '{role}' (in {role}={column})",
-                f"{hint}a column map is role=your_column with roles: {', '.join(COLUMN_ROLES)}",
+                f"{hint}a column map is role=your_column with roles: {', '.join(roles)}",
             )
         if not isinstance(column, str) or not column:
             raise DpokitError(f"column map: role '{role}' needs a column name, got {column!r}")
     return dict(columns)
 
 
-def _resolve(spec: str, format: str, columns: Mapping[str, str], registry: str | None) -> Iterator[_Source]:
+def _resolve(spec: str, format: str, columns: Mapping[str, str], registry: str | None, kind: Kind,
+             ) -> Iterator[_Source]:
     """The files one source spec stands for."""
     if spec.startswith("demo:"):
-        yield _Source(_demo_path(spec), format, columns)
+        yield _Source(_demo_path(spec, kind), format, columns)
         return
     if registry is not None:
         info = read_registry(registry)
         if spec in info or not Path(spec).exists():
-            entry = resolve_dataset(registry, spec, info)
+            entry = resolve_dataset(registry, spec, info, sft=kind is SFT)
             paths = [entry.path] if not entry.path.is_dir() or is_saved_dataset(entry.path) else data_files(entry.path)
             for path in paths:
                 yield _Source(path, entry.format, entry.columns, entry.optional_columns, entry.tags or None)
@@ -239,10 +265,14 @@ def _resolve(spec: str, format: str, columns: Mapping[str, str], registry: str |
         yield _Source(path, format, columns)
 
 
-def _demo_path(spec: str) -> Path:
+def _demo_path(spec: str, kind: Kind) -> Path:
     name = spec.partition(":")[2]
-    if name not in DEMO_SETS:
-        raise DpokitError(f"unknown demo set '{spec}'", f"use one of: {', '.join('demo:' + n for n in DEMO_SETS)}")
+    if name in SFT_DEMO_SETS and kind is not SFT:
+        raise DpokitError(f"{spec} is SFT data (chat messages), not preference pairs",
+                          f"use it with stage: sft (`dpokit data inspect --stage sft {spec}`); "
+                          f"preference demo sets: {', '.join('demo:' + n for n in PREFERENCE_DEMO_SETS)}")
+    if name not in kind.demo_sets:
+        raise DpokitError(f"unknown demo set '{spec}'", f"use one of: {', '.join('demo:' + n for n in kind.demo_sets)}")
     path = Path(str(resources.files("dpokit.data") / "demo" / f"{name}.jsonl"))
     if not path.is_file():
         raise DpokitError(f"{spec}: the demo set is not installed ({path} is missing)", "reinstall dpokit")
@@ -250,6 +280,16 @@ def _demo_path(spec: str) -> Path:
 
 
 # --- reading one file ------------------------------------------------------------------
+
+
+def _name_mapped_columns(choices: Counter, columns: Mapping[str, str]) -> Counter:
+    """Choices as the user's file names things: ``by chosen_id`` -> ``by safer_response_id`` under a column map."""
+    named: Counter = Counter()
+    for choice, count in choices.items():
+        for role, column in columns.items():
+            choice = choice.replace(f"by {role}", f"by {column}")
+        named[choice] += count
+    return named
 
 
 def _apply_columns(record: dict, columns: Mapping[str, str], optional: frozenset[str]) -> dict:
@@ -271,7 +311,7 @@ def _apply_columns(record: dict, columns: Mapping[str, str], optional: frozenset
     return out
 
 
-def _detect(head: list[RawRecord], source: _Source) -> str:
+def _detect(head: list[RawRecord], source: _Source, kind: Kind) -> str:
     """The format of a file from its first readable records."""
     first: RawRecord | None = None
     for raw in head:
@@ -286,7 +326,7 @@ def _detect(head: list[RawRecord], source: _Source) -> str:
         if source.format != "auto":
             return source.format
         try:
-            found = detect_format(_apply_columns(raw.data, source.columns, source.optional_columns))
+            found = kind.detect(_apply_columns(raw.data, source.columns, source.optional_columns))
         except RecordError:
             continue
         if found:
@@ -294,15 +334,16 @@ def _detect(head: list[RawRecord], source: _Source) -> str:
     if first is None:  # nothing readable: the records' own errors will say why
         return source.format
     keys = ", ".join(map(str, first.data or {})) or "none"
-    raise DpokitError(
-        f"{first.where}: cannot tell the preference data format (the record's fields: {keys})",
-        "use prompt/chosen/rejected fields, map yours with data.columns "
-        "(e.g. prompt=question,chosen=good,rejected=bad), or set data.format to one of: "
-        + ", ".join(FORMAT_NAMES[1:]),
-    )
+    what = "SFT" if kind is SFT else "preference"
+    hint = kind.format_hint + ", ".join(kind.formats[1:])
+    sft_format = detect_sft_format(first.data or {}) if kind is PREFERENCE else None
+    if sft_format:
+        hint = (f"it looks like SFT data ({sft_format}: no chosen/rejected answers to compare); train on it with "
+                f"stage: sft (`dpokit data inspect --stage sft`), or {hint[0].lower()}{hint[1:]}")
+    raise DpokitError(f"{first.where}: cannot tell the {what} data format (the record's fields: {keys})", hint)
 
 
-def _load_file(source: _Source, options: FormatOptions, collector: "_Collector") -> None:
+def _load_file(source: _Source, options: FormatOptions, collector: "Collector") -> None:
     records = read_records(source.path)
     head: list[RawRecord] = []
     readable = 0
@@ -311,7 +352,7 @@ def _load_file(source: _Source, options: FormatOptions, collector: "_Collector")
         readable += raw.data is not None
         if readable >= DETECT_RECORDS:
             break
-    format_name = _detect(head, source)
+    format_name = _detect(head, source, collector.kind)
     collector.begin_source(source.path, format_name)
     for raw in chain(head, records):
         collector.result.records += 1
@@ -319,7 +360,7 @@ def _load_file(source: _Source, options: FormatOptions, collector: "_Collector")
             if raw.error is not None:
                 raise raw.error
             record = _apply_columns(raw.data or {}, source.columns, source.optional_columns)
-            outcomes = normalise(record, format_name, options)
+            outcomes = collector.kind.normalise(record, format_name, options)
         except RecordError as err:
             collector.bad_record(raw.where, err)
             continue
@@ -330,97 +371,3 @@ def _load_file(source: _Source, options: FormatOptions, collector: "_Collector")
     collector.end_source()
 
 
-class _Collector:
-    """Accumulates pairs, drop counts and skipped-record errors across sources."""
-
-    def __init__(self, skip_bad_records: bool, max_samples: int | None):
-        self.skip_bad_records = skip_bad_records
-        self.max_samples = max_samples
-        self.result = LoadResult()
-        self._seen: set[bytes] = set()
-        self._formats: list[str] = []
-        self._path: Path | None = None
-        self._start = (0, 0, Counter(), 0)
-
-    @property
-    def full(self) -> bool:
-        return self.max_samples is not None and len(self.result.pairs) >= self.max_samples
-
-    def begin_source(self, path: Path, format_name: str) -> None:
-        self._path = path
-        if format_name not in self._formats:
-            self._formats.append(format_name)
-            self.result.format = ", ".join(self._formats)
-        r = self.result
-        self._start = (len(r.pairs), r.records, Counter(r.dropped), len(r.errors))
-
-    def end_source(self) -> None:
-        """A source that gave no usable pair is an error, whatever the reason."""
-        r = self.result
-        pairs0, records0, dropped0, errors0 = self._start
-        if len(r.pairs) > pairs0:
-            return
-        records = r.records - records0
-        dropped = r.dropped - dropped0
-        why = ", ".join(f"{reason}: {n}" for reason, n in dropped.most_common()) or "no records"
-        message = f"{self._path}: no usable preference pair ({records} records read; dropped: {why})"
-        if len(r.errors) > errors0:
-            message += f"\n  first bad record: {r.errors[errors0]}"
-        raise DpokitError(message, "check that the file holds preference pairs with distinct, non-empty answers")
-
-    def bad_record(self, where: str, err: RecordError) -> None:
-        message = f"{where}: {err.describe()}"
-        if not self.skip_bad_records:
-            raise DpokitError(message, err.hint or SKIP_HINT)
-        self.result.dropped["unparseable_record"] += 1
-        self.result.errors.append(message)
-
-    def add(self, outcome: PreferencePair | str, where: str) -> None:
-        if isinstance(outcome, str):
-            self.result.dropped[outcome] += 1
-            return
-        pair = outcome
-        pair.source = where
-        reason = self._drop_reason(pair)
-        if reason:
-            self.result.dropped[reason] += 1
-        else:
-            self.result.pairs.append(pair)
-
-    def _drop_reason(self, pair: PreferencePair) -> str | None:
-        if not _has_text(pair.chosen) or not _has_text(pair.rejected):
-            return "empty_answer"
-        if not any(m["role"] == "user" and m["content"].strip() for m in pair.prompt):
-            return "empty_prompt"
-        if pair.chosen == pair.rejected:
-            return "identical_answers"
-        key = hashlib.blake2b(
-            json.dumps([pair.prompt, pair.chosen, pair.rejected], ensure_ascii=False).encode("utf-8"), digest_size=16
-        ).digest()
-        if key in self._seen:
-            return "duplicate_pair"
-        self._seen.add(key)
-        return None
-
-
-def _has_text(messages: list[Message]) -> bool:
-    return any(m["content"].strip() for m in messages)
-
-
-def _meta_casts(pairs: list[PreferencePair]) -> dict[str, Any]:
-    """Meta key -> how to write its values, so each column has one type ``datasets`` can read."""
-    kinds: dict[str, set[type]] = {}
-    for pair in pairs:
-        for key, value in pair.meta.items():
-            if key in ("prompt", "chosen", "rejected") or value is None:
-                continue
-            kinds.setdefault(key, set()).add(type(value))
-    casts: dict[str, Any] = {}
-    for key, types in kinds.items():
-        if len(types) == 1 and types <= {str, int, float, bool}:
-            casts[key] = lambda v: v
-        elif types <= {int, float}:
-            casts[key] = float
-        else:
-            casts[key] = lambda v: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-    return casts

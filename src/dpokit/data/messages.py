@@ -25,7 +25,7 @@ ROLE_ALIASES: dict[str, str] = {
 
 ROLE_HINT = (
     "use one of the roles system, user (or human), assistant (or gpt, bot); "
-    "tool, function-call and observation messages are not supported in preference data"
+    "tool, function-call and observation messages are not supported"
 )
 
 # LLaMA-Factory's tag names (`dataset_info.json` "tags") -> the dpokit role they stand for.
@@ -48,7 +48,9 @@ def parse_message(value: Any, field: str, tags: Mapping[str, str] | None = None)
     role_keys = ((tags or {}).get("role_tag"), "role", "from")
     content_keys = ((tags or {}).get("content_tag"), "content", "value")
     role_key = next((k for k in role_keys if k and value.get(k) is not None), None)
-    content_key = next((k for k in content_keys if k and k in value), None)
+    # A non-null content first: Parquet/`datasets` give every message struct all the keys any has.
+    content_key = next((k for k in content_keys if k and value.get(k) is not None), None) or next(
+        (k for k in content_keys if k and k in value), None)
     if role_key is None:
         raise RecordError(field, f"message has no role (expected a 'role' or 'from' key; it has: {', '.join(map(str, value)) or 'none'})")
     if content_key is None:
@@ -120,6 +122,20 @@ def with_system(prompt: list[Message], system: str | None, field: str = "system"
             return prompt
         raise RecordError(field, "the record has both a system field and a different system message in its prompt", "keep only one of them")
     return [{"role": "system", "content": system}] + prompt
+
+
+def history_messages(value: Any, field: str = "history") -> list[Message]:
+    """Alpaca's ``history``: ``[[user text, assistant text], ...]`` -> messages (None: no history)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordError(field, f"expected a list of [user, assistant] pairs, got {type_name(value)}")
+    messages: list[Message] = []
+    for i, turn in enumerate(value):
+        if not (isinstance(turn, (list, tuple)) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
+            raise RecordError(f"{field}[{i}]", f"expected a [user text, assistant text] pair, got {preview(turn)}")
+        messages += [{"role": "user", "content": turn[0]}, {"role": "assistant", "content": turn[1]}]
+    return messages
 
 
 _HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")

@@ -61,7 +61,7 @@ def data_files(directory: Path) -> list[Path]:
             )
         raise DpokitError(
             f"{directory}: directory has no data files",
-            f"put preference data in it as {', '.join(DATA_SUFFIXES)} files, "
+            f"put the data in it as {', '.join(DATA_SUFFIXES)} files, "
             "or point at a directory written by `datasets` save_to_disk",
         )
     return files
@@ -99,7 +99,7 @@ def _read_text(path: Path) -> str:
         bad = data[err.start : err.start + 1].hex()
         raise DpokitError(f"{path}:{line}: not UTF-8 text (byte 0x{bad} at offset {err.start})", UTF8_HINT) from None
     if not text.strip():
-        raise DpokitError(f"{path}: file is empty", "give a file with at least one preference record")
+        raise DpokitError(f"{path}: file is empty", "give a file with at least one record")
     return text
 
 
@@ -133,7 +133,7 @@ def _refuse_single_object(path: Path, text: str) -> None:
         return
     raise DpokitError(
         f"{path}: the file is one JSON {type_name(value).removeprefix('an ').removeprefix('a ')}, not a list of records",
-        "preference data is a JSON array of records ([{...}, {...}]) or JSON Lines (one record per line); "
+        "data is a JSON array of records ([{...}, {...}]) or JSON Lines (one record per line); "
         "for a LLaMA-Factory dataset_info.json, set data.registry to it instead",
     )
 

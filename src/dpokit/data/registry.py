@@ -8,7 +8,10 @@ An entry such as::
 names a file (relative to the registry's directory), its formatting (``alpaca``, the
 default, or ``sharegpt``), which columns hold what, and for ShareGPT the ``tags`` (role and
 content key names, user/assistant/system role names). Only ``ranking: true`` entries are
-preference data. Hub-only entries cannot be used here: there is no hub to download from.
+preference data; SFT loading (``sft=True``) takes the other entries too (alpaca
+``prompt``/``query``/``response``, sharegpt ``messages``; a ``kto_tag`` column becomes the
+``label`` whose false rows are dropped), and ranking entries' chosen answers. Hub-only
+entries cannot be used here: there is no hub to download from.
 """
 
 from __future__ import annotations
@@ -53,24 +56,41 @@ def read_registry(path: str | Path) -> dict[str, dict]:
     return info
 
 
+MULTIMODAL_COLUMNS = ("images", "videos", "audios")
+OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+               "system_tag": "system"}
+"""The tags LLaMA-Factory's ``formatting: openai`` implies."""
+
+
 def ranking_names(info: dict[str, dict]) -> list[str]:
     return [name for name, entry in info.items() if entry.get("ranking")]
 
 
-def resolve_dataset(registry: str | Path, name: str, info: dict[str, dict] | None = None) -> RegistryDataset:
-    """Look ``name`` up in the registry and say where its file is and how to read it."""
+def local_names(info: dict[str, dict]) -> list[str]:
+    return [name for name, entry in info.items() if entry.get("file_name")]
+
+
+def resolve_dataset(registry: str | Path, name: str, info: dict[str, dict] | None = None, *, sft: bool = False,
+                    ) -> RegistryDataset:
+    """Look ``name`` up in the registry and say where its file is and how to read it.
+
+    ``sft``: for SFT loading, where non-ranking (instruction) entries are valid too.
+    """
     registry = Path(registry)
     info = read_registry(registry) if info is None else info
     entry = info.get(name)
     if entry is None:
         close = difflib.get_close_matches(name, list(info), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"preference datasets in it: {', '.join(ranking_names(info)) or 'none'}"
+        known = f"datasets in it: {', '.join(local_names(info)) or 'none'}" if sft else \
+            f"preference datasets in it: {', '.join(ranking_names(info)) or 'none'}"
+        hint = f"did you mean '{close[0]}'?" if close else known
         raise DpokitError(f"{registry}: no dataset named '{name}' in the registry, and no such file", hint)
     where = f"{registry}: dataset '{name}'"
-    if not entry.get("ranking"):
+    if not entry.get("ranking") and not sft:
         raise DpokitError(
             f"{where}: not preference data (its entry lacks \"ranking\": true)",
-            f"name a ranking dataset: {', '.join(ranking_names(info)) or 'none in this registry'}",
+            f"name a ranking dataset: {', '.join(ranking_names(info)) or 'none in this registry'}; "
+            "instruction (SFT) datasets are for stage: sft",
         )
     file_name = entry.get("file_name")
     if not file_name:
@@ -83,9 +103,11 @@ def resolve_dataset(registry: str | Path, name: str, info: dict[str, dict] | Non
     formatting = str(entry.get("formatting", "alpaca")).lower()
     columns = entry.get("columns") or {}
     tags = {str(k): str(v) for k, v in (entry.get("tags") or {}).items()}
+    if not entry.get("ranking"):
+        return _instruction_dataset(name, path, where, formatting, columns, tags)
     if formatting in ("sharegpt", "openai"):
         if formatting == "openai":
-            tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant", "system_tag": "system", **tags}
+            tags = {**OPENAI_TAGS, **tags}
         mapping = {
             "messages": columns.get("messages", "conversations" if formatting == "sharegpt" else "messages"),
             "chosen": columns.get("chosen", "chosen"),
@@ -107,3 +129,32 @@ def resolve_dataset(registry: str | Path, name: str, info: dict[str, dict] | Non
         if columns.get(theirs):
             mapping[ours] = columns[theirs]
     return RegistryDataset(name, path, "alpaca", mapping, frozenset({"input", "system", "history"}), tags)
+
+
+def _instruction_dataset(name: str, path: Path, where: str, formatting: str, columns: dict, tags: dict[str, str],
+                         ) -> RegistryDataset:
+    """A non-ranking (SFT) entry in the SFT formats' field names (see :mod:`dpokit.data.sft_formats`)."""
+    media = [c for c in MULTIMODAL_COLUMNS if columns.get(c)]
+    if media:
+        raise DpokitError(f"{where}: multimodal data ({', '.join(media)}) is not supported", "use a text-only dataset")
+    if formatting in ("sharegpt", "openai"):
+        if formatting == "openai":
+            tags = {**OPENAI_TAGS, **tags}
+        mapping = {"messages": columns.get("messages", "conversations" if formatting == "sharegpt" else "messages")}
+        sft_format, optional = "sharegpt", {"system", "label"}
+    elif formatting == "alpaca":
+        mapping = {
+            "instruction": columns.get("prompt", "instruction"),
+            "input": columns.get("query", "input"),
+            "output": columns.get("response", "output"),
+        }
+        if columns.get("history"):
+            mapping["history"] = columns["history"]
+        sft_format, optional = "alpaca", {"input", "system", "history", "label"}
+    else:
+        raise DpokitError(f"{where}: unsupported formatting '{formatting}'", "use alpaca or sharegpt")
+    if columns.get("system"):
+        mapping["system"] = columns["system"]
+    if columns.get("kto_tag"):
+        mapping["label"] = columns["kto_tag"]
+    return RegistryDataset(name, path, sft_format, mapping, frozenset(optional), tags)

@@ -1,4 +1,4 @@
-"""Preference pairs -> token ids (prompt, chosen answer, rejected answer), with truncation.
+"""Preference pairs and SFT examples -> token ids (prompt, answer(s)), with truncation.
 
 The prompt is rendered by :mod:`dpokit.render` (the renderer generation and serving use
 too, system prompt included); this module adds the answers and truncates. Two ways:
@@ -36,7 +36,9 @@ prompt shorter than ``max_prompt_length`` this is what TRL's DPOTrainer does wit
 prompt fills ``max_length`` dropped).
 
 SFT trains on ``prompt_ids + chosen_ids``: the chosen conversation exactly as the chat
-template renders it.
+template renders it. :func:`tokenize_sft` turns SFT examples into the same
+:class:`TokenizedPair` with the completion as ``chosen_ids`` and no rejected answer, by the
+same rules (one answer side instead of two), so both stages see one tokenisation.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from dpokit.data.types import Message, PreferencePair
+from dpokit.data.types import Message, PreferencePair, SftExample
 from dpokit.render import PLAIN_TURN_SEPARATOR, Renderer, render_chat, token_ids
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class TokenizedPair:
 
     Shapes: ``prompt_ids`` (P,), ``chosen_ids`` (C,), ``rejected_ids`` (R,) with
     P + C <= max_length, P + R <= max_length, P <= max_prompt_length, C >= 1, R >= 1.
+    From :func:`tokenize_sft`: ``chosen_ids`` is the completion and ``rejected_ids`` is empty (R = 0).
     """
 
     prompt_ids: list[int]
@@ -75,7 +78,9 @@ class TokenizeStats:
     """What tokenisation did to a set of pairs; every count shows up in the data report.
 
     The ``*_lengths`` lists hold each encoded pair's lengths in tokens *before* truncation
-    (so the report can say how many would be cut at other limits).
+    (so the report can say how many would be cut at other limits). For SFT examples
+    (:func:`tokenize_sft`) "pairs" are examples, "chosen" is the completion and the
+    rejected counts stay empty.
     """
 
     pairs_in: int = 0
@@ -112,11 +117,10 @@ class TokenizeStats:
 
 @dataclass
 class _Encoded:
-    """One pair's untruncated ids plus what happened on the way."""
+    """One prompt's untruncated ids and its answers' (chosen, rejected; or one SFT completion)."""
 
     prompt_ids: list[int]
-    chosen_ids: list[int]
-    rejected_ids: list[int]
+    answer_ids: list[list[int]]
     fallback: bool
     system_inserted: bool
 
@@ -154,42 +158,43 @@ def _fallback_answer_ids(tokenizer, prompt_text: str, full_text: str, answer: li
     return ids
 
 
-def _encode_chat(pairs: Sequence[PreferencePair], renderer: Renderer) -> list[_Encoded]:
+Answers = Sequence[Sequence[Message]]
+"""One answer side over a batch: ``answers[i]`` is conversation ``i``'s answer message(s)."""
+
+
+def _encode_chat(prompts: Sequence[Sequence[Message]], sides: Sequence[Answers], sources: Sequence[str],
+                 renderer: Renderer) -> list[_Encoded]:
     tokenizer = renderer.tokenizer
-    sources = [p.source for p in pairs]
-    prompts, inserted = zip(*(renderer.messages(p.prompt) for p in pairs))
-    prompt_texts = renderer.prompt_texts([p.prompt for p in pairs], sources)
-    chosen_texts = [render_chat(tokenizer, m + list(p.chosen), p.source) for p, m in zip(pairs, prompts)]
-    rejected_texts = [render_chat(tokenizer, m + list(p.rejected), p.source) for p, m in zip(pairs, prompts)]
-    n = len(pairs)
-    ids = token_ids(tokenizer, prompt_texts + chosen_texts + rejected_texts)
-    prompt_ids, chosen_full, rejected_full = ids[:n], ids[n:2 * n], ids[2 * n:]
+    shown, inserted = zip(*(renderer.messages(p) for p in prompts))
+    prompt_texts = renderer.prompt_texts(prompts, sources)
+    side_texts = [[render_chat(tokenizer, m + list(a), s) for m, a, s in zip(shown, answers, sources)]
+                  for answers in sides]
+    n = len(prompts)
+    ids = token_ids(tokenizer, prompt_texts + [text for texts in side_texts for text in texts])
+    prompt_ids, side_full = ids[:n], [ids[(k + 1) * n:(k + 2) * n] for k in range(len(sides))]
 
     encoded = []
-    for i, pair in enumerate(pairs):
+    for i in range(n):
         p = prompt_ids[i]
         answers, fallback = [], False
-        for full_ids, full_text, answer in (
-            (chosen_full[i], chosen_texts[i], pair.chosen),
-            (rejected_full[i], rejected_texts[i], pair.rejected),
-        ):
-            if full_ids[:len(p)] == p:
-                answers.append(full_ids[len(p):])
+        for full, texts, side in zip(side_full, side_texts, sides):
+            if full[i][:len(p)] == p:
+                answers.append(full[i][len(p):])
             else:
                 fallback = True
-                answers.append(_fallback_answer_ids(tokenizer, prompt_texts[i], full_text, answer))
-        encoded.append(_Encoded(p, answers[0], answers[1], fallback, inserted[i]))
+                answers.append(_fallback_answer_ids(tokenizer, prompt_texts[i], texts[i], side[i]))
+        encoded.append(_Encoded(p, answers, fallback, inserted[i]))
     return encoded
 
 
-def _encode_plain(pairs: Sequence[PreferencePair], renderer: Renderer) -> list[_Encoded]:
+def _encode_plain(prompts: Sequence[Sequence[Message]], sides: Sequence[Answers], sources: Sequence[str],
+                  renderer: Renderer) -> list[_Encoded]:
     sep = PLAIN_TURN_SEPARATOR
     tokenizer = renderer.tokenizer
-    inserted = [renderer.messages(p.prompt)[1] for p in pairs]
-    prompt_ids = renderer.prompt_ids_batch([p.prompt for p in pairs], [p.source for p in pairs])
-    n = len(pairs)
-    answers = token_ids(tokenizer, [sep.join(m["content"] for m in p.chosen) for p in pairs]
-                        + [sep.join(m["content"] for m in p.rejected) for p in pairs])
+    inserted = [renderer.messages(p)[1] for p in prompts]
+    prompt_ids = renderer.prompt_ids_batch(prompts, sources)
+    n = len(prompts)
+    answers = token_ids(tokenizer, [sep.join(m["content"] for m in answer) for side in sides for answer in side])
     eos = tokenizer.eos_token_id
 
     def with_eos(answer: list[int]) -> list[int]:
@@ -197,23 +202,37 @@ def _encode_plain(pairs: Sequence[PreferencePair], renderer: Renderer) -> list[_
             return answer
         return answer + [eos]
 
-    return [_Encoded(prompt_ids[i], with_eos(answers[i]), with_eos(answers[n + i]), False, inserted[i])
+    return [_Encoded(prompt_ids[i], [with_eos(answers[k * n + i]) for k in range(len(sides))], False, inserted[i])
             for i in range(n)]
 
 
-def _encode(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
-    if not pairs:
+def _encode(prompts: Sequence[Sequence[Message]], sides: Sequence[Answers], sources: Sequence[str], tokenizer,
+            data_cfg: "DataConfig") -> list[_Encoded]:
+    """Each prompt's ids and, for every answer side, its answer's ids (untruncated)."""
+    if not prompts:
         return []
     renderer = Renderer(tokenizer, data_cfg)
-    if renderer.chat_template:
-        return _encode_chat(pairs, renderer)
-    return _encode_plain(pairs, renderer)
+    encode = _encode_chat if renderer.chat_template else _encode_plain
+    return encode(prompts, sides, sources, renderer)
 
 
-def _truncate(enc: _Encoded, data_cfg: "DataConfig") -> tuple[tuple[list[int], list[int], list[int]] | str, dict]:
-    """Apply the truncation rule; returns (prompt, chosen, rejected) ids or a drop reason, and flags."""
-    flags = {"prompt": False, "chosen": False, "rejected": False}
-    if not enc.chosen_ids or not enc.rejected_ids:
+def _encode_pairs(pairs: Sequence[PreferencePair], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
+    return _encode([p.prompt for p in pairs], [[p.chosen for p in pairs], [p.rejected for p in pairs]],
+                   [p.source for p in pairs], tokenizer, data_cfg)
+
+
+def _encode_sft(examples: Sequence[SftExample], tokenizer, data_cfg: "DataConfig") -> list[_Encoded]:
+    return _encode([e.prompt for e in examples], [[e.completion for e in examples]],
+                   [e.source for e in examples], tokenizer, data_cfg)
+
+
+def _truncate(enc: _Encoded, data_cfg: "DataConfig") -> tuple[tuple[list[int], list[list[int]]] | str, dict]:
+    """Apply the truncation rule; returns (prompt ids, each answer's ids) or a drop reason, and flags.
+
+    Flags: ``prompt`` (cut from the left) and ``answers`` (per answer: cut on the right).
+    """
+    flags = {"prompt": False, "answers": [False] * len(enc.answer_ids)}
+    if not all(enc.answer_ids):
         return DROP_EMPTY_ANSWER, flags
     prompt = enc.prompt_ids
     if len(prompt) > data_cfg.max_prompt_length:
@@ -222,9 +241,38 @@ def _truncate(enc: _Encoded, data_cfg: "DataConfig") -> tuple[tuple[list[int], l
     room = data_cfg.max_length - len(prompt)
     if room <= 0:
         return DROP_EMPTY_AFTER_TRUNCATION, flags
-    flags["chosen"] = len(enc.chosen_ids) > room
-    flags["rejected"] = len(enc.rejected_ids) > room
-    return (prompt, enc.chosen_ids[:room], enc.rejected_ids[:room]), flags
+    flags["answers"] = [len(ids) > room for ids in enc.answer_ids]
+    return (prompt, [ids[:room] for ids in enc.answer_ids]), flags
+
+
+def _tokenize(items: Sequence[PreferencePair | SftExample], encoded: list[_Encoded], tokenizer,
+              data_cfg: "DataConfig") -> tuple[list[TokenizedPair], TokenizeStats]:
+    """Truncate encoded items into TokenizedPairs (a missing second answer is ``[]``), counting in the stats."""
+    stats = TokenizeStats(pairs_in=len(items), chat_template=uses_chat_template(tokenizer, data_cfg))
+    out: list[TokenizedPair] = []
+    for item, enc in zip(items, encoded):
+        stats.prompt_lengths.append(len(enc.prompt_ids))
+        stats.chosen_lengths.append(len(enc.answer_ids[0]))
+        if len(enc.answer_ids) > 1:
+            stats.rejected_lengths.append(len(enc.answer_ids[1]))
+        stats.template_fallback += enc.fallback
+        stats.system_prompt_inserted += enc.system_inserted
+        result, flags = _truncate(enc, data_cfg)
+        cut = flags["answers"]
+        stats.prompt_truncated += flags["prompt"]
+        stats.chosen_truncated += cut[0]
+        stats.rejected_truncated += len(cut) > 1 and cut[1]
+        stats.answer_truncated += any(cut)
+        if result == DROP_EMPTY_ANSWER:
+            stats.dropped_empty_answer += 1
+        elif result == DROP_EMPTY_AFTER_TRUNCATION:
+            stats.dropped_empty_after_truncation += 1
+        else:
+            prompt, answers = result
+            rejected = answers[1] if len(answers) > 1 else []
+            out.append(TokenizedPair(prompt, answers[0], rejected, item.source, dict(item.meta)))
+    stats.pairs_out = len(out)
+    return out, stats
 
 
 def tokenize_pairs(
@@ -232,36 +280,28 @@ def tokenize_pairs(
 ) -> tuple[list[TokenizedPair], TokenizeStats]:
     """Tokenise and truncate pairs (tokenizer calls batched); dropped pairs are counted in the stats."""
     pairs = list(pairs)
-    stats = TokenizeStats(pairs_in=len(pairs), chat_template=uses_chat_template(tokenizer, data_cfg))
-    out: list[TokenizedPair] = []
-    for pair, enc in zip(pairs, _encode(pairs, tokenizer, data_cfg)):
-        stats.prompt_lengths.append(len(enc.prompt_ids))
-        stats.chosen_lengths.append(len(enc.chosen_ids))
-        stats.rejected_lengths.append(len(enc.rejected_ids))
-        stats.template_fallback += enc.fallback
-        stats.system_prompt_inserted += enc.system_inserted
-        result, flags = _truncate(enc, data_cfg)
-        stats.prompt_truncated += flags["prompt"]
-        stats.chosen_truncated += flags["chosen"]
-        stats.rejected_truncated += flags["rejected"]
-        stats.answer_truncated += flags["chosen"] or flags["rejected"]
-        if result == DROP_EMPTY_ANSWER:
-            stats.dropped_empty_answer += 1
-        elif result == DROP_EMPTY_AFTER_TRUNCATION:
-            stats.dropped_empty_after_truncation += 1
-        else:
-            prompt, chosen, rejected = result
-            out.append(TokenizedPair(prompt, chosen, rejected, pair.source, dict(pair.meta)))
-    stats.pairs_out = len(out)
-    return out, stats
+    return _tokenize(pairs, _encode_pairs(pairs, tokenizer, data_cfg), tokenizer, data_cfg)
+
+
+def tokenize_sft(
+    examples: Iterable[SftExample], tokenizer, data_cfg: "DataConfig"
+) -> tuple[list[TokenizedPair], TokenizeStats]:
+    """Tokenise and truncate SFT examples by the pairs' rules, for :func:`dpokit.data.collate.collate_sft`.
+
+    Each result has the prompt's ids as ``prompt_ids``, the completion's as ``chosen_ids``
+    (the model sees ``prompt_ids + chosen_ids``; the loss is on ``chosen_ids``) and an empty
+    ``rejected_ids``. Stats count examples as pairs and the completion as the chosen answer.
+    """
+    examples = list(examples)
+    return _tokenize(examples, _encode_sft(examples, tokenizer, data_cfg), tokenizer, data_cfg)
 
 
 def tokenize_pair(pair: PreferencePair, tokenizer, data_cfg: "DataConfig") -> TokenizedPair | str:
     """One pair's ids after truncation, or the reason it is dropped (a ``DROP_*`` string)."""
-    result, _ = _truncate(_encode([pair], tokenizer, data_cfg)[0], data_cfg)
+    result, _ = _truncate(_encode_pairs([pair], tokenizer, data_cfg)[0], data_cfg)
     if isinstance(result, str):
         return result
-    prompt, chosen, rejected = result
+    prompt, (chosen, rejected) = result
     return TokenizedPair(prompt, chosen, rejected, pair.source, dict(pair.meta))
 
 
@@ -270,6 +310,7 @@ def render_pair_text(pair: PreferencePair, tokenizer, data_cfg: "DataConfig") ->
 
     Special tokens are kept (``<|im_start|>``, BOS, EOS): this is what the model reads.
     """
-    enc = _encode([pair], tokenizer, data_cfg)[0]
+    enc = _encode_pairs([pair], tokenizer, data_cfg)[0]
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
-    return {"prompt": decode(enc.prompt_ids), "chosen": decode(enc.chosen_ids), "rejected": decode(enc.rejected_ids)}
+    chosen, rejected = enc.answer_ids
+    return {"prompt": decode(enc.prompt_ids), "chosen": decode(chosen), "rejected": decode(rejected)}

@@ -1,4 +1,4 @@
-"""The normalised preference pair every format is turned into."""
+"""The normalised records every format is turned into: preference pairs, and SFT examples."""
 
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ class LoadResult:
 
     ``dropped`` counts pairs left out by reason (``empty_answer``, ``identical_answers``,
     ``duplicate_pair``, ``unparseable_record``, ``tie``, ...); ``errors`` lists the
-    messages of skipped bad records (only with ``skip_bad_records``).
+    messages of skipped bad records (only with ``skip_bad_records``); ``choices`` counts the
+    choices formats made on the user's behalf (which column held the preference).
     """
 
     pairs: list[PreferencePair] = field(default_factory=list)
@@ -58,3 +59,49 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     format: str = ""
     records: int = 0
+    choices: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class SftExample:
+    """One supervised fine-tuning example: a conversation so far and the answer to learn.
+
+    ``prompt`` is shaped as :attr:`PreferencePair.prompt` (an optional system message, then
+    user/assistant turns ending with a user turn); ``completion`` holds the target answer as
+    assistant message(s), usually exactly one. Training puts the loss on the completion only.
+    """
+
+    prompt: list[Message]
+    completion: list[Message]
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The canonical SFT form: the whole conversation as ``{"messages": [...]}``."""
+        return {"messages": self.prompt + self.completion}
+
+    @property
+    def system(self) -> str | None:
+        if self.prompt and self.prompt[0]["role"] == "system":
+            return self.prompt[0]["content"]
+        return None
+
+    @property
+    def num_user_turns(self) -> int:
+        return sum(1 for m in self.prompt if m["role"] == "user")
+
+
+@dataclass
+class SftLoadResult:
+    """What loading one or more SFT sources produced (as :class:`LoadResult`, with examples).
+
+    ``dropped`` counts examples left out by reason (``empty_completion``, ``empty_prompt``,
+    ``duplicate_example``, ``unparseable_record``, ...).
+    """
+
+    examples: list[SftExample] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    format: str = ""
+    records: int = 0
+    choices: Counter = field(default_factory=Counter)
