@@ -20,6 +20,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("generate", "generate", "batched generation with the chat template"),
     ("compare", "compare", "answers of two models side by side, with a judged win rate"),
     ("chat", "chat", "terminal chat with a model or run"),
+    ("serve", "serve", "OpenAI-compatible API and a web page to chat, compare and label preferences"),
     ("plot", "plot", "PNG charts of a run's metrics"),
     ("doctor", "doctor", "what is going wrong in a training run, and what to change"),
     ("config", "config", "show the default config, or list valid keys and aliases"),

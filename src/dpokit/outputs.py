@@ -11,6 +11,8 @@ Every file and directory dpokit writes goes through here:
 * new files get the mode ``0666 & ~umask`` and new directories ``0777 & ~umask``, as
   ``open`` and ``mkdir`` would give (``tempfile``'s private 0600/0700 is not kept); a
   replaced file keeps its own mode;
+* a log that grows a line at a time (the labels of `dpokit serve`) is appended, one
+  ``write`` then ``fsync`` per call (:func:`append_jsonl`, :func:`append_bytes`); its reader repairs a torn last line;
 * an OS error (a parent that is a file, no permission, a full disk) is a
   :class:`~dpokit.errors.DpokitError` naming the path and the cause, not a traceback.
 """
@@ -134,6 +136,49 @@ def write_json(path: PathLike, value: Any) -> Path:
 def write_jsonl(path: PathLike, rows: Iterable[Any]) -> Path:
     """One JSON value per line (UTF-8, non-ASCII kept), written as one file."""
     return write_file(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def fsync_dir(path: PathLike) -> None:
+    """Flush a directory's entries to disk (so a file just created in it survives a crash)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # not supported here (e.g. some network file systems): the data itself is synced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def append_bytes(path: PathLike, data: bytes) -> Path:
+    """Append ``data`` durably: ``write`` with O_APPEND, then ``fsync`` before returning.
+
+    For logs that grow a line at a time (labels): the data is on disk when this returns; a
+    process killed during the call leaves at most a torn last line, which the reader must
+    detect. A new file gets the umask's mode and its directory entry is synced too.
+    """
+    path = Path(path).expanduser()
+    with os_errors(path):
+        created = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # the umask applies
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(path.parent)
+    return path
+
+
+def append_jsonl(path: PathLike, rows: Iterable[Any]) -> Path:
+    """Append one JSON line per row (UTF-8, non-ASCII kept) durably, in one write (see :func:`append_bytes`)."""
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    return append_bytes(path, data)
 
 
 def fix_tree_modes(root: PathLike) -> None:
