@@ -9,7 +9,8 @@ demo prompts. Printed per mode: requests/s, generated tokens/s, p50 and p95 late
 sent -> full answer), and the ratios batched / one-at-a-time from the same run.
 
     python benchmarks/bench_serve.py
-    python benchmarks/bench_serve.py --requests 48 --max-tokens 48 --threads 2
+    python benchmarks/bench_serve.py --threads 1          # on a shared machine
+    python benchmarks/bench_serve.py --requests 48 --max-tokens 48 --max-batch-size 16
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ async def load(url, model, prompts, requests, concurrency, max_tokens):
         tokens.append(response.json()["usage"]["completion_tokens"])
 
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=3600, limits=limits) as client:
         await one(client, 0)  # warm-up
         latencies.clear()
         tokens.clear()
@@ -82,10 +83,10 @@ async def load(url, model, prompts, requests, concurrency, max_tokens):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--requests", type=int, default=32)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--max-batch-size", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=24)
+    parser.add_argument("--concurrency", type=int, default=24)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
 

@@ -206,7 +206,8 @@ def test_chat_in_a_terminal_streams_resets_and_exits_on_ctrl_d(terminal, tiny_lo
 
 
 def test_ctrl_c_stops_a_reply_then_leaves(terminal, tiny_lora_run):
-    term = terminal(str(tiny_lora_run), "--temperature", "0", "--max-new-tokens", "1900")
+    # A long reply to interrupt: the random model loops at once, so the repetition guard is switched off.
+    term = terminal(str(tiny_lora_run), "--temperature", "0", "--max-new-tokens", "1900", "--repetition-window", "0")
     pos = term.read_until("you> ")
     term.send("Tell me everything.\n")
     pos = term.read_until("assistant> ", pos)

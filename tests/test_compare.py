@@ -467,11 +467,18 @@ def test_cli_real_models_with_dpo_judge(tiny_model_dir, tiny_lora_run, tmp_path,
     prompts = tmp_path / "p.txt"
     prompts.write_text("What is 2+2?\nName a colour.\nSay hello.\n")
     out = tmp_path / "report.html"
-    code = main(["compare", tiny_model_dir, str(tiny_lora_run), "--prompts", str(prompts),
-                 "--judge", f"dpo:{tiny_lora_run}", "--max-new-tokens", "4", "--out", str(out), "--json"])
+    args = ["compare", tiny_model_dir, str(tiny_lora_run), "--prompts", str(prompts),
+            "--judge", f"dpo:{tiny_lora_run}", "--max-new-tokens", "4", "--out", str(out), "--json"]
+    # B's own implicit reward would grade B: refused, before anything is generated.
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is model B itself" in err and "--allow-self-judge" in err and not out.exists()
+    code = main(args + ["--allow-self-judge"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     data = json.loads(captured.out)
+    assert "model B itself" in data["judge_warning"]
+    assert "Not an independent judge" in out.read_text()
     summary = data["summary"]
     assert summary["wins"] + summary["losses"] + summary["ties"] + summary["invalid"] == 3
     assert data["sampling"]["do_sample"] is False and data["sampling"]["max_new_tokens"] == 4
@@ -481,3 +488,23 @@ def test_cli_real_models_with_dpo_judge(tiny_model_dir, tiny_lora_run, tmp_path,
             expected = "A" if row["score_a"] > row["score_b"] else "B" if row["score_b"] > row["score_a"] else "tie"
             assert row["winner"] == expected
     assert out.read_text().count('class="item"') == 3
+
+
+def test_judge_conflicts_are_found_by_what_the_refs_point_at(tiny_model_dir, tiny_lora_run, tmp_path):
+    import shutil
+
+    from dpokit.comparison import judge_conflict
+    from dpokit.rundir import write_run_json
+
+    assert "model B itself" in judge_conflict(f"dpo:{tiny_lora_run}", tiny_model_dir, str(tiny_lora_run / "final"))
+    # The run's reference (its base, the adapter switched off) is model A.
+    other = tmp_path / "other-run"
+    shutil.copytree(tiny_lora_run, other)
+    assert "against model A (its reference)" in judge_conflict(f"dpo:{other}", tiny_model_dir, str(tiny_lora_run))
+    # A run on another base, compared with neither: independent.
+    base_copy = tmp_path / "another-base"
+    shutil.copytree(tiny_model_dir, base_copy)
+    write_run_json(other, stage="dpo", base_model=str(base_copy), adapter=True, reference="precompute")
+    assert judge_conflict(f"dpo:{other}", tiny_model_dir, str(tiny_lora_run)) is None
+    assert judge_conflict("rm:/some/reward-model", tiny_model_dir, str(tiny_lora_run)) is None
+

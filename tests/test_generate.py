@@ -269,3 +269,87 @@ def test_cli_errors(tiny_model_dir, tmp_path, capsys):
                  "--n", "2", "--temperature", "0"]) == 2
     assert "identical candidates" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+# ---------------------------------------------------------------- repetition guard
+
+
+def test_a_looping_reply_is_detected_and_its_repeat_trimmed():
+    from dpokit.generate import _repeated_tail, trim_repetition
+
+    prefix, loop = list(range(100, 107)), list(range(200, 216))  # a 16-token sentence said twice
+    looping = prefix + loop + loop[:12]
+    assert bool(_repeated_tail(torch.tensor([looping]), 12)[0])
+    assert trim_repetition(looping, 12) == prefix + loop  # one copy kept
+    varied = list(range(300, 340))
+    assert not bool(_repeated_tail(torch.tensor([varied]), 12)[0])
+    assert trim_repetition(varied, 12) == varied
+    assert trim_repetition(looping, 0) == looping  # the guard switched off
+
+
+class _CycleProcessor:
+    """Forces generation through the same 5 tokens over and over (a reply that loops)."""
+
+    def __init__(self, prompt_width: int):
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.prompt_width
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, 1000 + step % 5] = 0
+        return forced
+
+
+def test_the_guard_stops_a_real_generate_call_early(tiny):
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    from dpokit.generate import RepetitionGuard
+
+    model, tokenizer = tiny
+    ids = torch.tensor([Renderer(tokenizer).prompt_ids(PROMPTS[0])])
+    guard = RepetitionGuard(ids.shape[1], window=8)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=100, do_sample=False,
+                         logits_processor=LogitsProcessorList([_CycleProcessor(ids.shape[1])]),
+                         stopping_criteria=StoppingCriteriaList([guard]), pad_token_id=tokenizer.pad_token_id)
+    new = out.shape[1] - ids.shape[1]
+    assert guard.fired == 1 and new == 5 + 8  # one period, then the 8-token window seen again
+    unguarded = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=40, do_sample=False,
+                               logits_processor=LogitsProcessorList([_CycleProcessor(ids.shape[1])]),
+                               pad_token_id=tokenizer.pad_token_id)
+    assert unguarded.shape[1] - ids.shape[1] == 40
+
+
+def test_generate_and_chat_stop_looping_replies(tiny, monkeypatch):
+    from transformers import LogitsProcessorList
+    from transformers.generation.utils import GenerationMixin
+
+    from dpokit.chat import ChatSession
+
+    model, tokenizer = tiny
+    real = GenerationMixin.generate
+
+    def looping_generate(self, input_ids=None, **kwargs):
+        return real(self, input_ids=input_ids, logits_processor=LogitsProcessorList([_CycleProcessor(input_ids.shape[1])]),
+                    **kwargs)
+
+    monkeypatch.setattr(GenerationMixin, "generate", looping_generate)
+    guarded = generate_answers(model, tokenizer, PROMPTS[:2], max_new_tokens=80)
+    off = generate_answers(model, tokenizer, PROMPTS[:2], max_new_tokens=80, repetition_window=0)
+    cycle = tokenizer.decode(list(range(1000, 1005)))
+    for text, unguarded in zip(guarded, off):
+        assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) < 20 < len(tokenizer(unguarded)["input_ids"])
+        assert cycle.strip()[:4] in text
+    session = ChatSession(model, tokenizer, SamplingSettings(max_new_tokens=80, do_sample=False))
+    shown = "".join(session.reply_stream("Say something"))
+    assert session.looped and len(session.history[-1]["content"]) < len(shown.strip())
+    with pytest.raises(DpokitError, match="repetition_window"):
+        SamplingSettings(repetition_window=2)
+
+
+def test_demo_prompts_by_name():
+    prompts = read_prompts("demo:prompts")
+    assert len(prompts) >= 3 and all(p[-1]["role"] == "user" for p in prompts)
+    heldout = read_prompts("demo:heldout")  # a preference set: its distinct prompts
+    assert len(heldout) > len(prompts)
+    with pytest.raises(DpokitError, match="demo:prompts"):
+        read_prompts("demo:nope")

@@ -12,7 +12,8 @@ import sys
 import threading
 from typing import Callable, Iterator, Optional, TextIO
 
-from dpokit.generate import Message, SamplingSettings, generation_config, model_device
+from dpokit.generate import (Message, SamplingSettings, generation_config, model_device, stopping_criteria,
+                             trim_repetition)
 from dpokit.render import as_renderer
 
 HELP = """commands:
@@ -36,6 +37,8 @@ class ChatSession:
         self.system = system if system is not None else self.renderer.system_prompt
         self.history: list[Message] = []
         self.seed = seed
+        self.looped = False
+        """Whether the last reply was stopped because it started repeating itself."""
         self._stop = threading.Event()
 
     def messages(self) -> list[Message]:
@@ -81,17 +84,20 @@ class ChatSession:
         input_ids = torch.tensor([ids], dtype=torch.long, device=device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         gen_cfg = generation_config(self.model, self.tokenizer, self.settings)
+        criteria, guard = stopping_criteria(self.settings, input_ids.shape[1], _StopOnRequest())
+        self.looped = False
         if self.seed is not None:
             torch.manual_seed(self.seed + len(self.history))
         errors: list[BaseException] = []
+        outputs: list = []
 
         def work():
             try:
                 with torch.inference_mode():
-                    self.model.generate(
+                    outputs.append(self.model.generate(
                         input_ids=input_ids, attention_mask=torch.ones_like(input_ids), generation_config=gen_cfg,
-                        streamer=streamer, stopping_criteria=StoppingCriteriaList([_StopOnRequest()]),
-                    )
+                        streamer=streamer, stopping_criteria=StoppingCriteriaList(criteria),
+                    ))
             except BaseException as err:  # re-raised in the main thread
                 errors.append(err)
                 streamer.end()
@@ -112,7 +118,14 @@ class ChatSession:
                     pass
             if thread.ident is not None:
                 thread.join()
-            self.history.append({"role": "assistant", "content": "".join(pieces).strip()})
+            reply = "".join(pieces).strip()
+            if guard is not None and guard.fired and outputs:
+                # The reply started looping: keep one copy in the history, not the repeat that was shown.
+                self.looped = True
+                special = set(self.tokenizer.all_special_ids)
+                tokens = [t for t in outputs[0][0, input_ids.shape[1]:].tolist() if t not in special]
+                reply = self.tokenizer.decode(trim_repetition(tokens, guard.window), skip_special_tokens=True).strip()
+            self.history.append({"role": "assistant", "content": reply})
         if errors:
             raise errors[0]
 
@@ -147,6 +160,8 @@ def run_chat(session: ChatSession, *, read: Callable[[str], str] = input, out: O
         except KeyboardInterrupt:
             stream.close()  # stops generation, keeps the partial reply in the history
             print(" [stopped]", end="", file=out)
+        if session.looped:
+            print(" [stopped: the reply started repeating itself]", end="", file=out)
         print(file=out, flush=True)
 
 

@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("chat", "chat", "terminal chat with a model or run"),
     ("serve", "serve", "OpenAI-compatible API and a web page to chat, compare and label preferences"),
     ("plot", "plot", "PNG charts of a run's metrics"),
+    ("doctor", "doctor", "what is going wrong in a training run, and what to change"),
     ("config", "config", "show the default config, or list valid keys and aliases"),
 ]
 
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0]] + list(argv)
     parser, commands = build_parser()
     args = parse_args(parser, commands, sys.argv[1:])
+    if not sys.stderr.isatty():  # a log, not a terminal: no carriage-return bars from transformers
+        import os
+
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -94,6 +94,8 @@ class CompareResult:
     sampling: dict[str, Any] = field(default_factory=dict)
     judge_error: Optional[str] = None
     """Set when judging failed after the answers were generated (the answers are kept)."""
+    judge_warning: Optional[str] = None
+    """Set when the judge is not independent of the models compared (see :func:`judge_conflict`)."""
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
     def to_json(self) -> dict[str, Any]:
@@ -104,6 +106,7 @@ class CompareResult:
             summary["ci95"] = list(self.win_rate.ci95) if self.win_rate.ci95 else None
         return {
             "model_a": self.model_a, "model_b": self.model_b, "judge": self.judge, "judge_error": self.judge_error,
+            "judge_warning": self.judge_warning,
             "sampling": self.sampling, "created": self.created, "summary": summary,
             "rows": [
                 {"prompt": r.prompt, "answer_a": r.answer_a, "answer_b": r.answer_b,
@@ -112,6 +115,51 @@ class CompareResult:
                 for r in self.rows
             ],
         }
+
+
+def _identity(ref: str) -> str:
+    """What a model reference points at: a run's dir, else the model dir or name."""
+    from dpokit.runs import open_model_or_run
+
+    info = open_model_or_run(ref)
+    if info.path is not None:
+        return str(info.path)
+    if info.kind == "embedded":
+        from dpokit.models import resolve_model_path
+
+        return str(Path(resolve_model_path(info.model_dir)).resolve())
+    candidate = Path(info.model_dir).expanduser()
+    return str(candidate.resolve()) if candidate.exists() else info.model_dir
+
+
+def judge_conflict(judge_spec: str, model_a: str, model_b: str) -> Optional[str]:
+    """Why ``judge_spec`` is not independent of the two models compared, or None.
+
+    A ``dpo:RUN`` judge scores answers by RUN's implicit reward ``beta * log(pi/pi_ref)``:
+    when RUN is one of the compared models, the model grades itself (a tuned model prefers
+    its own answers, whatever their quality); when RUN's reference is one of them, that
+    model's answers are scored against themselves. Either way the win rate says nothing.
+    """
+    from dpokit.runs import open_model_or_run, run_reference
+
+    kind, _, rest = judge_spec.partition(":")
+    if kind != "dpo" or not rest:
+        return None
+    judge_info = open_model_or_run(rest)
+    compared = {"A": _identity(model_a), "B": _identity(model_b)}
+    judge_run = _identity(rest)
+    for side, identity in compared.items():
+        if identity == judge_run:
+            return (f"the judge dpo:{rest} is model {side} itself: a DPO model's implicit reward prefers its own "
+                    f"answers whatever their quality, so this win rate says nothing about which model is better")
+    reference = run_reference(judge_info)
+    base = judge_info.base_model if reference == "adapter" else reference
+    if base is not None:
+        for side, identity in compared.items():
+            if identity == _identity(base):
+                return (f"the judge dpo:{rest} scores answers against model {side} (its reference): "
+                        f"it is not independent of the models compared")
+    return None
 
 
 def judge_answers(prompts: Sequence[list[Message]], answers_a: Sequence[str], answers_b: Sequence[str],

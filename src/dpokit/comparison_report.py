@@ -32,6 +32,8 @@ def summary_line(result: CompareResult) -> str:
         line += f", {w.invalid} without a verdict (not counted)"
     if w.rate is not None:
         line += f": win rate {_percent(w.rate)} [95% CI {_percent(w.ci95[0])}, {_percent(w.ci95[1])}], ties count half"
+    if result.judge_warning:
+        line = f"WARNING, NOT AN INDEPENDENT JUDGE: {result.judge_warning}\n{line}"
     return line
 
 
@@ -68,6 +70,7 @@ h1{font-size:1.5rem}table.meta td{padding:.15rem .8rem .15rem 0;vertical-align:t
 .lose{opacity:.8}.tie{border-color:#c9a227}
 pre{white-space:pre-wrap;word-wrap:break-word;margin:0;font-family:inherit}
 .verdict{margin-top:.6rem;color:#444;font-size:.9rem}.muted{color:#777}
+.warning{border:3px solid #c62828;background:#fdecea;color:#8e0000;font-size:1.05rem}
 @media (max-width:800px){.pair{grid-template-columns:1fr}}
 """
 
@@ -100,6 +103,9 @@ def render_html(result: CompareResult) -> str:
     ]
     if result.judge_error:
         parts.append(f'<div class="summary"><b>Judging failed:</b> <pre>{e(result.judge_error)}</pre></div>')
+    if result.judge_warning:
+        parts.append(f'<div class="summary warning"><b>Not an independent judge.</b> {e(result.judge_warning)}. '
+                     "Read the win rate below as the judge's opinion of itself, not as evidence.</div>")
     w = result.win_rate
     if w is not None:
         interval = f"{_percent(w.ci95[0])} to {_percent(w.ci95[1])}" if w.ci95 else "-"

@@ -27,6 +27,8 @@ DEFAULT_MAX_NEW_TOKENS = 256
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_TOP_P = 0.9
 DEFAULT_TOP_K = 50
+DEFAULT_REPETITION_WINDOW = 12
+"""A reply whose last this-many tokens already stood earlier in it is looping, and is stopped."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class SamplingSettings:
     top_p: float = DEFAULT_TOP_P
     top_k: int = DEFAULT_TOP_K
     repetition_penalty: float = 1.0
+    repetition_window: int = DEFAULT_REPETITION_WINDOW
+    """Stop a reply once its last ``repetition_window`` tokens repeat an earlier span of it (0: never)."""
 
     def __post_init__(self):
         if self.max_new_tokens <= 0:
@@ -51,6 +55,9 @@ class SamplingSettings:
             raise DpokitError(f"top_k must be >= 0 (got {self.top_k})", "use 0 to turn top-k off")
         if self.repetition_penalty <= 0:
             raise DpokitError(f"repetition_penalty must be > 0 (got {self.repetition_penalty})", "1.0 means no penalty")
+        if self.repetition_window < 0 or 0 < self.repetition_window < 4:
+            raise DpokitError(f"repetition_window must be 0 (off) or at least 4 tokens (got {self.repetition_window})",
+                              "shorter windows stop ordinary replies that reuse a short phrase")
 
     @property
     def greedy(self) -> bool:
@@ -82,6 +89,55 @@ def generation_config(model, tokenizer, settings: SamplingSettings, num_return_s
     else:
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k)
     return GenerationConfig(**kwargs)
+
+
+def _repeated_tail(generated: "torch.Tensor", window: int) -> "torch.Tensor":
+    """For each row of ``generated`` ``[B, L]``, whether its last ``window`` tokens occur earlier in the row: ``[B]`` bool."""
+    import torch
+
+    rows, length = generated.shape
+    if window <= 0 or length <= window:
+        return torch.zeros(rows, dtype=torch.bool, device=generated.device)
+    last = generated[:, -window:]  # [B, w]
+    earlier = generated[:, :-1].unfold(1, window, 1)  # [B, L - w, w]: every window that starts before the last
+    return (earlier == last[:, None, :]).all(dim=-1).any(dim=-1)
+
+
+class RepetitionGuard:
+    """A ``transformers`` stopping criterion: stop a row once its reply has started to loop.
+
+    A reply loops when its last ``window`` tokens already occurred earlier in the same reply
+    (small models under greedy decoding repeat a sentence until the token limit). The
+    prompt is left out (``prompt_width``: the left-padded prompt's width). ``fired`` counts
+    the rows stopped this way; :func:`trim_repetition` cuts the repeated copy off.
+    """
+
+    def __init__(self, prompt_width: int, window: int = DEFAULT_REPETITION_WINDOW):
+        self.prompt_width, self.window, self.fired = prompt_width, window, 0
+        self._stopped: "torch.Tensor | None" = None
+
+    def __call__(self, input_ids: "torch.Tensor", scores=None, **kwargs) -> "torch.Tensor":
+        repeating = _repeated_tail(input_ids[:, self.prompt_width:], self.window)
+        new = repeating if self._stopped is None else repeating & ~self._stopped
+        self.fired += int(new.sum())
+        self._stopped = repeating if self._stopped is None else self._stopped | repeating
+        return repeating
+
+
+def trim_repetition(tokens: Sequence[int], window: int = DEFAULT_REPETITION_WINDOW) -> list[int]:
+    """``tokens`` without the repeated copy that made :class:`RepetitionGuard` stop them (unchanged otherwise)."""
+    import torch
+
+    tokens = list(tokens)
+    if window and len(tokens) > window and bool(_repeated_tail(torch.tensor([tokens]), window)[0]):
+        return tokens[:-window]
+    return tokens
+
+
+def stopping_criteria(settings: SamplingSettings, prompt_width: int, *extra) -> tuple[list, "RepetitionGuard | None"]:
+    """The criteria a ``generate`` call gets from the settings (the repetition guard), plus ``extra``."""
+    guard = RepetitionGuard(prompt_width, settings.repetition_window) if settings.repetition_window else None
+    return [*extra, *([guard] if guard else [])], guard
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -121,6 +177,7 @@ def generate_candidates(
     With a ``seed`` the same inputs give the same outputs.
     """
     import torch
+    from transformers import StoppingCriteriaList
 
     if n < 1:
         raise DpokitError(f"n must be >= 1 (got {n})")
@@ -137,22 +194,29 @@ def generate_candidates(
     if seed is not None:
         torch.manual_seed(seed)  # seeds CUDA too
     results: list[list[str]] = [[] for _ in prompts]
-    starts = range(0, len(order), batch_size)
-    if show_progress:
-        from tqdm.auto import tqdm
+    from dpokit.progress import progress
 
-        starts = tqdm(starts, desc="generating", unit="batch")
+    starts = range(0, len(order), batch_size)
+    bar = progress(len(starts), "generating", "batch", enabled=show_progress)
     for start in starts:
         rows = order[start:start + batch_size]
         input_ids, attention_mask = left_pad([token_ids[i] for i in rows], gen_cfg.pad_token_id)
+        criteria, _ = stopping_criteria(settings, input_ids.shape[1])
         with torch.inference_mode():
             out = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=gen_cfg
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device), generation_config=gen_cfg,
+                stopping_criteria=StoppingCriteriaList(criteria),
             )
-        new_tokens = out[:, input_ids.shape[1]:].cpu()  # [len(rows) * n, new]
+        special = set(tokenizer.all_special_ids)
+        new_tokens = []  # each row's reply, special tokens and a repeated tail removed
+        for row_ids in out[:, input_ids.shape[1]:].cpu().tolist():  # len(rows) * n rows
+            reply = [t for t in row_ids if t not in special]
+            new_tokens.append(trim_repetition(reply, settings.repetition_window))
         texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         for k, row in enumerate(rows):
             results[row] = [t.strip() for t in texts[k * n:(k + 1) * n]]
+        bar.update(1)
+    bar.close()
     return results
 
 
@@ -167,6 +231,7 @@ def generate_answers(
     top_p: float = DEFAULT_TOP_P,
     top_k: int = DEFAULT_TOP_K,
     repetition_penalty: float = 1.0,
+    repetition_window: int = DEFAULT_REPETITION_WINDOW,
     seed: Optional[int] = None,
     batch_size: int = 8,
     show_progress: bool = False,
@@ -174,7 +239,7 @@ def generate_answers(
     """One answer per prompt (greedy unless ``do_sample``), in the prompts' order."""
     settings = SamplingSettings(
         max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-        top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty,
+        top_p=top_p, top_k=top_k, repetition_penalty=repetition_penalty, repetition_window=repetition_window,
     )
     answers = generate_candidates(model, renderer, prompts, settings, seed=seed, batch_size=batch_size,
                                   show_progress=show_progress)
@@ -294,17 +359,33 @@ def _prompts_from_preference_file(path: Path) -> list[PromptRecord]:
     return prompts
 
 
+def demo_prompts_path(spec: str) -> Path:
+    """``demo:prompts`` (the bundled held-out prompts) or a demo preference set (its distinct prompts)."""
+    from importlib import resources
+
+    from dpokit.data.load import DEMO_SETS
+
+    name = spec.partition(":")[2]
+    if name != "prompts" and name not in DEMO_SETS:
+        names = ", ".join(f"demo:{n}" for n in ("prompts", *DEMO_SETS))
+        raise DpokitError(f"unknown demo prompts '{spec}'", f"use one of: {names}")
+    return Path(str(resources.files("dpokit.data") / "demo" / f"{name}.jsonl"))
+
+
 def read_prompt_records(path: Union[str, Path]) -> list[PromptRecord]:
     """Read prompts from a file (each with its ``file:line`` source).
 
     Accepted: JSONL (or a JSON array) of records with ``prompt`` (text or a list of
     messages; also ``messages``, ``instruction`` + ``input``, ``question``), an optional
-    ``system``; a plain text file with one prompt per line; or any preference file the
-    data loader reads (its distinct prompts are used). An empty file is an error.
+    ``system``; a plain text file with one prompt per line; any preference file the data
+    loader reads (its distinct prompts are used); or ``demo:prompts`` (the bundled held-out
+    demo prompts; ``demo:heldout``/``demo:train``: the demo pairs' prompts). An empty file is an error.
     """
+    if str(path).startswith("demo:"):
+        path = demo_prompts_path(str(path))
     path = Path(path).expanduser()
     if not path.exists():
-        raise DpokitError(f"{path}: prompts file not found", "check the path")
+        raise DpokitError(f"{path}: prompts file not found", "check the path (or use demo:prompts, the demo prompts)")
     if path.is_dir() or path.suffix in _TABLE_SUFFIXES:
         prompts = _prompts_from_preference_file(path)
     else:

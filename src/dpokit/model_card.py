@@ -4,7 +4,8 @@ Sources, each optional except ``run.json`` or ``config.yaml``: ``run.json`` (sta
 model, adapter, reference), ``config.yaml`` (the resolved config), ``data_report.json``
 (load and tokenisation counts; one report, or one per split), ``metrics.jsonl`` (the last
 train line and the last eval line), ``eval.json`` (``dpokit eval``'s result) and
-``plots/*.png`` (linked relatively, so the card renders wherever the dir is copied).
+``plots/*.png`` (linked relatively, so the card renders wherever the dir is copied). The
+Diagnostics section lists what :mod:`dpokit.doctor` finds in the run.
 The card opens with Hugging Face front matter, so it is ready for the Hub.
 """
 
@@ -255,6 +256,25 @@ def _results_section(run_dir: Path, evaluation: Any) -> list[str]:
     return lines
 
 
+def _diagnostics_section(run_dir: Path) -> list[str]:
+    """The doctor's findings (the ones the trainer printed live), or that it found none."""
+    from dpokit.doctor import diagnose_run
+
+    lines = ["## Diagnostics", ""]
+    try:
+        doctor = diagnose_run(run_dir)
+    except DpokitError as err:
+        return lines + [f"`dpokit doctor` could not check this run: {err.message}", ""]
+    if not doctor.findings:
+        checked, _ = doctor.coverage()
+        return lines + [f"`dpokit doctor` found no problems (checked: {', '.join(checked) or 'nothing'}).", ""]
+    lines += ["`dpokit doctor` found:", ""]
+    for finding in doctor.findings:
+        where = f" (step {finding.step})" if finding.step is not None else ""
+        lines += [f"- **{finding.code}**{where}: {finding.message}  ", f"  hint: {finding.hint}"]
+    return lines + [""]
+
+
 def _plots_section(run_dir: Path) -> list[str]:
     plots_dir = run_dir / PLOTS_DIR
     found = sorted(plots_dir.glob("*.png")) if plots_dir.is_dir() else []
@@ -342,6 +362,7 @@ def render_model_card(run_dir: Union[str, Path]) -> str:
         + _data_section(report, config)
         + _config_section(config, config_text)
         + _results_section(run_dir, evaluation)
+        + _diagnostics_section(run_dir)
         + _plots_section(run_dir)
         + _usage_section(run_dir, run, config, adapter)
         + _versions_section(run)

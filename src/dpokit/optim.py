@@ -24,13 +24,19 @@ def make_optimizer(model, config: "Config"):
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.training.learning_rate)
 
 
+def warmup_steps(config: "Config", total_steps: int) -> int:
+    """Steps of learning-rate warmup: ``warmup_steps``, else ``warmup_ratio`` of the run (rounded up)."""
+    training = config.training
+    return training.warmup_steps or math.ceil(training.warmup_ratio * total_steps)
+
+
 def make_scheduler(optimizer, config: "Config", total_steps: int):
     from transformers import get_scheduler
 
     training = config.training
-    warmup = training.warmup_steps or math.ceil(training.warmup_ratio * total_steps)
     name = "constant_with_warmup" if training.lr_scheduler_type == "constant" else training.lr_scheduler_type
-    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup_steps(config, total_steps),
+                         num_training_steps=total_steps)
 
 
 @dataclass

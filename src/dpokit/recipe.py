@@ -48,7 +48,8 @@ def train(config: "Config", *, show_progress: bool = True) -> Path:
     from dpokit.data.batches import Batches, step_groups
     from dpokit.data.prepare import prepare_data
     from dpokit.devices import make_accelerator, mean_across_processes, sum_across_processes
-    from dpokit.metrics_log import MetricsLog
+    from dpokit.doctor import LiveDoctor
+    from dpokit.metrics_log import MetricsLog, read_metrics
     from dpokit.models import build_policy, load_tokenizer
     from dpokit.objective import batch_loss, loss_weight
     from dpokit.optim import make_optimizer, make_scheduler, plan_steps
@@ -104,6 +105,15 @@ def train(config: "Config", *, show_progress: bool = True) -> Path:
     log = MetricsLog(run_dir, training.report_to, enabled=accelerator.is_main_process,
                      resume_step=state.global_step if resume_from is not None else None,
                      run_config=config.model_dump(mode="json"))
+    logged = read_metrics(run_dir) if resume_from is not None and accelerator.is_main_process else None
+    doctor = LiveDoctor(config, data.report, plan.total_steps, history=logged.train + logged.eval if logged else ())
+    for finding in doctor.begin():  # each finding once, when it first appears (a resumed run's are not repeated)
+        say(accelerator, finding.as_warning())
+
+    def log_and_diagnose(record: dict[str, Any]) -> None:
+        log.log(record)
+        for finding in doctor.observe(record):
+            say(accelerator, finding.as_warning())
     max_norm = training.max_grad_norm if training.max_grad_norm > 0 else float("inf")
     accumulation = training.gradient_accumulation_steps
 
@@ -156,11 +166,11 @@ def train(config: "Config", *, show_progress: bool = True) -> Path:
                                        due=state.global_step % training.logging_steps == 0
                                        or state.global_step == plan.total_steps)
                 if record is not None:
-                    log.log(record)
+                    log_and_diagnose(record)
                     window_start = time.perf_counter()
                 if eval_due(config, state.global_step, plan.total_steps, bool(data.eval)):
-                    log.log(eval_losses(config, accelerator, model, batches, references["eval"], state,
-                                        plan.batches_per_epoch))
+                    log_and_diagnose(eval_losses(config, accelerator, model, batches, references["eval"], state,
+                                                 plan.batches_per_epoch))
                 if training.save_steps and (state.global_step % training.save_steps == 0
                                             or state.global_step == plan.total_steps):
                     path = ckpt.save_checkpoint(accelerator, run_dir, model, optimizer, scheduler, state)

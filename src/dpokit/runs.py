@@ -305,14 +305,23 @@ def load_for_inference(ref: Union[str, Path], *, dtype: Any = None, device: Any 
     return model, tokenizer, info
 
 
-def attach_adapter(model, info: RunInfo):
-    """``model`` wrapped with the run's LoRA adapter (``PeftModel``, frozen, not merged)."""
+def attach_adapter(model, info: RunInfo, adapter_name: str = "default"):
+    """``model`` with the run's LoRA adapter, frozen, not merged.
+
+    A plain model comes back wrapped in a ``PeftModel``; a ``PeftModel`` gets the adapter
+    added under ``adapter_name`` (so several runs on one base share its weights, as
+    ``dpokit serve`` does) and comes back as it is.
+    """
     from peft import PeftModel
 
     try:
         with warnings.catch_warnings():  # a deprecation notice from inside transformers/peft
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            return PeftModel.from_pretrained(model, str(info.adapter_dir), is_trainable=False)
+            if isinstance(model, PeftModel):
+                model.load_adapter(str(info.adapter_dir), adapter_name=adapter_name, is_trainable=False)
+                return model
+            return PeftModel.from_pretrained(model, str(info.adapter_dir), adapter_name=adapter_name,
+                                             is_trainable=False)
     except (ValueError, OSError, RuntimeError, KeyError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DpokitError(

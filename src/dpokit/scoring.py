@@ -8,7 +8,6 @@ new layout changes those, not this loop or its callers.
 
 from __future__ import annotations
 
-import sys
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
@@ -69,9 +68,9 @@ def score_pairs(
     Raises RuntimeError if some pair was never scored (the batches do not cover the data).
     """
     import torch
-    from tqdm.auto import tqdm
 
     from dpokit.objective import policy_logps
+    from dpokit.progress import progress as progress_bar
     from dpokit.reference import disabled_adapter
 
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
@@ -79,17 +78,18 @@ def score_pairs(
     main = accelerator is None or accelerator.is_main_process
     was_training = model.training
     model.eval()
-    bar = tqdm(batches, desc=progress, unit="batch", disable=progress is None or not main, file=sys.stderr,
-               dynamic_ncols=True, leave=False)
+    total = len(batches) if hasattr(batches, "__len__") else None
+    bar = progress_bar(total, progress or "", "batch", enabled=progress is not None and main)
     autocast = accelerator.autocast() if accelerator is not None else nullcontext()
     try:
         with torch.no_grad(), autocast, disabled_adapter(model) if adapter_disabled else nullcontext():
-            for batch in bar:
+            for batch in batches:
                 batch = {key: value.to(device) for key, value in batch.items()}
                 out = policy_logps(model, batch, chunk_size)  # each [B]
                 columns = torch.stack([out.chosen.double(), out.rejected.double(), out.chosen_counts.double(),
                                        out.rejected_counts.double(), torch.ones_like(out.chosen, dtype=torch.float64)])
                 totals.index_add_(1, batch["index"], columns.to(device))
+                bar.update(1)
     finally:
         bar.close()
         model.train(was_training)

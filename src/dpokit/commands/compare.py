@@ -28,6 +28,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
     p.add_argument("--prompts", required=True, metavar="FILE",
                    help="plain text (one prompt a line), JSONL with 'prompt' (text or messages), or a preference file")
     p.add_argument("--judge", metavar="JUDGE", help=JUDGE_HELP)
+    p.add_argument("--allow-self-judge", action="store_true",
+                   help="run even when the judge is one of the compared models (or scores against one): "
+                        "the result is then flagged as not independent")
     p.add_argument("--out", metavar="report.html", help="write a self-contained HTML report here")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of text")
     p.add_argument("--limit", type=int, metavar="N", help="use only the first N prompts")
@@ -42,13 +45,14 @@ def sampling_from(args) -> dict:
     return {
         "max_new_tokens": args.max_new_tokens, "do_sample": args.temperature > 0, "temperature": args.temperature,
         "top_p": args.top_p, "top_k": args.top_k, "repetition_penalty": args.repetition_penalty,
+        "repetition_window": args.repetition_window,
         "seed": args.seed, "batch_size": args.batch_size,
     }
 
 
 def run(args) -> int:
     from dpokit.commands.generate import sampling_settings
-    from dpokit.comparison import compare, load_prompts
+    from dpokit.comparison import compare, judge_conflict, load_prompts
     from dpokit.comparison_report import format_text, summary_line, write_report
     from dpokit.errors import DpokitError
     from dpokit.judges import make_judge
@@ -60,8 +64,17 @@ def run(args) -> int:
     sampling_settings(args)  # validates the flags before anything loads
     # Everything cheap is checked before any model loads: prompts, judge spec and endpoint.
     prompts = load_prompts(args.prompts, limit=args.limit, system_prompt=args.system_prompt)
+    conflict = judge_conflict(args.judge, args.model_a, args.model_b) if args.judge else None
+    if conflict and not args.allow_self_judge:
+        raise DpokitError(
+            f"--judge {args.judge}: {conflict}",
+            "judge with something independent of both models: a reward model (rm:DIR), an LLM endpoint "
+            "(openai:URL#MODEL), a rule (python:FILE.py:FUNCTION), or people in `dpokit serve`'s compare page; "
+            "--allow-self-judge runs it anyway, flagged",
+        )
     judge = make_judge(args.judge, seed=args.seed or 0) if args.judge else None
     result = compare(args.model_a, args.model_b, prompts, judge, sampling_from(args), dtype=args.dtype, progress=True)
+    result.judge_warning = conflict
     if args.out:
         path = write_report(result, args.out)
         print(f"report: {path}", file=sys.stderr)

@@ -11,7 +11,7 @@ from dpokit.errors import DpokitError
 
 def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float, max_new_tokens: int) -> None:
     """The sampling flags `generate` and `chat` share."""
-    from dpokit.generate import DEFAULT_TOP_K, DEFAULT_TOP_P
+    from dpokit.generate import DEFAULT_REPETITION_WINDOW, DEFAULT_TOP_K, DEFAULT_TOP_P
 
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=temperature, help=f"0 = greedy (default {temperature})")
@@ -19,6 +19,9 @@ def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float, max_new
     g.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help=f"0 = off (default {DEFAULT_TOP_K})")
     g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"default {max_new_tokens}")
     g.add_argument("--repetition-penalty", type=float, default=1.0, help="1.0 = none (default)")
+    g.add_argument("--repetition-window", type=int, default=DEFAULT_REPETITION_WINDOW, metavar="N",
+                   help=f"stop a reply once its last N tokens repeat an earlier part of it (a loop); "
+                        f"0 = never (default {DEFAULT_REPETITION_WINDOW})")
     g.add_argument("--seed", type=int, default=None, help="same seed, same outputs")
     g.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default=None,
                    help="weights dtype (default: the run's config, else auto)")
@@ -30,6 +33,7 @@ def sampling_settings(args):
     return SamplingSettings(
         max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0, temperature=args.temperature,
         top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
+        repetition_window=args.repetition_window,
     )
 
 
@@ -68,7 +72,7 @@ def run(args) -> int:
     model, tokenizer, info = load_for_inference(args.model, dtype=args.dtype)
     print(f"dpokit: {len(prompts)} prompts x {args.n} with {info.describe()}", file=sys.stderr)
     candidates = generate_candidates(model, Renderer.for_run(tokenizer, info), prompts, settings, n=args.n, seed=args.seed,
-                                     batch_size=args.batch_size, show_progress=sys.stderr.isatty())
+                                     batch_size=args.batch_size, show_progress=True)
     rows = []
     for record, prompt, answers in zip(records, prompts, candidates):
         row = {"prompt": prompt, "candidates": answers}

@@ -29,7 +29,7 @@ def prepare_data(config: "Config", tokenizer) -> RunData:
     preference files' chosen answers; ``stage: dpo`` reads preference pairs.
     """
     from dpokit.data.load import load_from_config, load_sft_from_config
-    from dpokit.data.report import build_report, build_sft_report
+    from dpokit.data.report import build_report, build_sft_report, prompt_overlap
     from dpokit.data.tokenize import tokenize_pairs, tokenize_sft
 
     sft = config.stage == "sft"
@@ -43,6 +43,7 @@ def prepare_data(config: "Config", tokenizer) -> RunData:
     if eval_result is not None:
         eval_items, eval_stats = tokenize(getattr(eval_result, noun), tokenizer, config.data)
         report["eval"] = build(eval_result, eval_items, eval_stats, tokenizer, config.data)
+        report["prompt_overlap"] = prompt_overlap(getattr(train_result, noun), getattr(eval_result, noun))
     if not train_items:
         raise DpokitError(
             f"data.train_files: no usable training {noun} ({train_result.records} records, "

@@ -4,6 +4,28 @@
 a JSON-ready dict (the trainer saves it as ``RUN_DIR/data_report.json``; ``dpokit data
 inspect --json`` prints it); :func:`format_report` and :func:`format_sft_report` turn it
 into text for a terminal.
+
+Two parts feed ``dpokit doctor`` (:mod:`dpokit.doctor`), which skips its check when a
+report lacks them (reports written before they existed):
+
+``length_comparison`` (in every report :func:`build_report` makes, so in the train report
+and in its ``eval`` sub-report), from :func:`length_comparison`: how the chosen and the
+rejected answer of each pair compare in tokens, as the model sees them (after truncation)::
+
+    {"pairs": 120, "chosen_longer": 96, "rejected_longer": 20, "same_length": 4,
+     "chosen_longer_share": 0.8, "rejected_longer_share": 0.1667,
+     "mean_chosen_tokens": 61.2, "mean_rejected_tokens": 40.5, "mean_difference": 20.7}
+
+``mean_difference`` is the mean over pairs of chosen minus rejected tokens (negative: the
+rejected answers are the longer ones).
+
+``prompt_overlap`` (top level of the train report, set by the trainer when there is eval
+data), from :func:`prompt_overlap`: eval pairs (SFT: examples) whose prompt is also a train
+one's (same turns after whitespace and case are normalised, system message left out)::
+
+    {"eval_items": 40, "overlapping": 3, "share": 0.075,
+     "examples": [{"prompt": "How do I ...", "eval_source": "heldout.jsonl:4",
+                   "train_source": "train.jsonl:17"}]}
 """
 
 from __future__ import annotations
@@ -14,12 +36,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from dpokit.data.tokenize import TokenizedPair, TokenizeStats
-from dpokit.data.types import LoadResult, SftLoadResult
+from dpokit.data.types import LoadResult, PreferencePair, SftExample, SftLoadResult
 
 if TYPE_CHECKING:
     from dpokit.config import DataConfig
 
 NUM_EXAMPLES = 3
+NUM_OVERLAP_EXAMPLES = 3
+MAX_OVERLAP_PROMPT_CHARS = 200
 MAX_ERRORS_SHOWN = 10
 MAX_EXAMPLE_CHARS = 1500
 """Text output shows at most this many characters of each example part (JSON has all)."""
@@ -37,6 +61,70 @@ def length_summary(lengths: Sequence[int]) -> dict[str, float | int | None]:
         "p95": round(float(np.percentile(values, 95)), 1),
         "max": int(values.max()),
     }
+
+
+def length_comparison(tokenized: Sequence[TokenizedPair]) -> dict[str, Any]:
+    """Per pair, is the chosen or the rejected answer longer in tokens, and by how much on average.
+
+    Counts the answers' tokens as the model sees them (``chosen_ids``/``rejected_ids``, after
+    truncation; the template's end-of-turn tokens included on both sides, so they cancel).
+    Shares and means are None when there are no pairs.
+    """
+    chosen = np.asarray([len(p.chosen_ids) for p in tokenized], dtype=np.float64)
+    rejected = np.asarray([len(p.rejected_ids) for p in tokenized], dtype=np.float64)
+    n = len(tokenized)
+    longer, shorter = int((chosen > rejected).sum()), int((chosen < rejected).sum())
+    comparison: dict[str, Any] = {"pairs": n, "chosen_longer": longer, "rejected_longer": shorter,
+                                  "same_length": n - longer - shorter}
+    if not n:
+        return comparison | dict.fromkeys(("chosen_longer_share", "rejected_longer_share", "mean_chosen_tokens",
+                                           "mean_rejected_tokens", "mean_difference"))
+    return comparison | {
+        "chosen_longer_share": round(longer / n, 4),
+        "rejected_longer_share": round(shorter / n, 4),
+        "mean_chosen_tokens": round(float(chosen.mean()), 1),
+        "mean_rejected_tokens": round(float(rejected.mean()), 1),
+        "mean_difference": round(float((chosen - rejected).mean()), 1),
+    }
+
+
+def _prompt_key(pair: PreferencePair | SftExample) -> tuple[tuple[str, str], ...]:
+    """The prompt's turns, system message left out, with whitespace collapsed and case folded."""
+    return tuple((m["role"], " ".join(str(m["content"]).split()).casefold())
+                 for m in pair.prompt if m["role"] != "system")
+
+
+def _prompt_text(pair: PreferencePair | SftExample) -> str:
+    """The prompt's last user turn (what a reader recognises), cut to a readable length."""
+    users = [m["content"] for m in pair.prompt if m["role"] == "user"]
+    text = " ".join(str(users[-1] if users else "").split())
+    return text if len(text) <= MAX_OVERLAP_PROMPT_CHARS else text[: MAX_OVERLAP_PROMPT_CHARS - 3] + "..."
+
+
+def prompt_overlap(train_pairs: Sequence[PreferencePair | SftExample],
+                   eval_pairs: Sequence[PreferencePair | SftExample]) -> dict[str, Any]:
+    """How many eval pairs ask a prompt that a train pair also asks (the report's ``prompt_overlap``).
+
+    Works the same on SFT examples (anything with ``prompt`` messages and a ``source``).
+    Two prompts are the same when their turns (role and text, system message left out)
+    match after whitespace is collapsed and case folded: a system prompt that only one
+    split has does not hide a repeated question. Eval figures on such pairs measure memory,
+    not generalisation. Gives up to :data:`NUM_OVERLAP_EXAMPLES` examples, in eval order.
+    """
+    train_sources: dict[tuple, str] = {}
+    for pair in train_pairs:
+        train_sources.setdefault(_prompt_key(pair), pair.source)
+    overlapping, examples = 0, []
+    for pair in eval_pairs:
+        source = train_sources.get(_prompt_key(pair))
+        if source is None:
+            continue
+        overlapping += 1
+        if len(examples) < NUM_OVERLAP_EXAMPLES:
+            examples.append({"prompt": _prompt_text(pair), "eval_source": pair.source, "train_source": source})
+    n = len(eval_pairs)
+    return {"eval_items": n, "overlapping": overlapping, "share": round(overlapping / n, 4) if n else None,
+            "examples": examples}
 
 
 def merge_dropped(*counters: Counter) -> dict[str, int]:
@@ -71,7 +159,8 @@ def build_report(
     after tokenisation), ``dropped`` (reason -> count, loading and tokenisation together),
     ``errors``, ``choices`` (what a format chose for the user -> records, e.g. which
     PKU-SafeRLHF column named the chosen answer), ``tokenizer``, ``settings``, ``lengths`` (tokens before truncation),
-    ``truncation``, ``tokenization``, ``turns``, ``system_prompt``, ``examples``.
+    ``truncation``, ``tokenization``, ``turns``, ``system_prompt``, ``length_comparison``
+    (see the module docstring), ``examples``.
     """
     pairs = load_result.pairs
     multi_turn = sum(1 for p in pairs if p.num_user_turns > 1)
@@ -109,6 +198,7 @@ def build_report(
             "in_data": sum(1 for p in pairs if p.system is not None),
             "inserted": stats.system_prompt_inserted,
         },
+        "length_comparison": length_comparison(tokenized),
         "examples": [_example(p, tokenizer) for p in tokenized[:NUM_EXAMPLES]],
     }
 
@@ -198,6 +288,12 @@ def format_report(report: dict[str, Any]) -> str:
         f"({trunc['chosen_truncated']} chosen, {trunc['rejected_truncated']} rejected)",
         f"  dropped (no room for an answer): {trunc['dropped_empty_after_truncation']}",
     ]
+    comparison = report.get("length_comparison")
+    if comparison and comparison.get("pairs"):
+        lines.append(
+            f"chosen vs rejected: chosen longer in {comparison['chosen_longer']} of {comparison['pairs']} pairs "
+            f"({comparison['chosen_longer_share']:.0%}), rejected longer in {comparison['rejected_longer']}; "
+            f"mean {comparison['mean_chosen_tokens']} vs {comparison['mean_rejected_tokens']} tokens")
     lines += _example_lines(report, parts, "pairs")
     return "\n".join(lines)
 

@@ -193,7 +193,7 @@ def load_registry(specs: Sequence[ModelSpec], *, dtype: Any = None, device: Any 
 
 def _load_group(key: tuple, members: list[list], dtype, device, renderer_cls, say) -> list[ServedModel]:
     """Load one set of weights and attach every member to it."""
-    from dpokit.runs import inference_model_config, load_for_inference, load_run_tokenizer
+    from dpokit.runs import attach_adapter, inference_model_config, load_for_inference, load_run_tokenizer
 
     loras = [m for m in members if m[2].is_lora]
     plain = [m for m in members if not m[2].is_lora]
@@ -209,7 +209,7 @@ def _load_group(key: tuple, members: list[list], dtype, device, renderer_cls, sa
         tok = tokenizer
         if k > 0:
             say(f"adding LoRA adapter {info.adapter_dir} (shares the base weights)")
-            _load_adapter(model, info, adapter)
+            attach_adapter(model, info, adapter)
             tok = load_run_tokenizer(info, trust_remote_code=inference_model_config(info, dtype).trust_remote_code)
         out.append(ServedModel(name=name, ref=ref, info=info, tokenizer=tok, renderer=renderer_cls.for_run(tok, info),
                                group=group, adapter=adapter, parent=base_name))
@@ -220,19 +220,3 @@ def _load_group(key: tuple, members: list[list], dtype, device, renderer_cls, sa
                                group=group))
     group.members = out
     return out
-
-
-def _load_adapter(peft_model, info, adapter_name: str) -> None:
-    """Add a run's LoRA adapter to an already loaded ``PeftModel`` (frozen, not merged)."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            peft_model.load_adapter(str(info.adapter_dir), adapter_name=adapter_name, is_trainable=False)
-    except (ValueError, OSError, RuntimeError, KeyError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DpokitError(
-            f"{info.adapter_dir}: cannot load the LoRA adapter onto {info.base_model} ({first})",
-            "check that the run's base model is the one the adapter was trained on",
-        ) from None
