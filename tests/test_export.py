@@ -128,3 +128,20 @@ def test_cli_merge_errors_exit_2_without_traceback(tiny_lora_run, tmp_path):
         result = subprocess.run([sys.executable, "-m", "dpokit.cli", *argv], capture_output=True, text=True, timeout=300)
         assert result.returncode == 2, result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_base_named_by_an_embedded_name_is_resolved(tiny_lora_run, tiny_model_dir, tmp_path, monkeypatch):
+    """A LoRA run on an embedded model (run.json names it, e.g. smollm2-135m-instruct) merges offline."""
+    from dpokit import models
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "tiny-embedded").symlink_to(tiny_model_dir, target_is_directory=True)
+    monkeypatch.setenv("DPOKIT_HOME", str(home))
+    monkeypatch.setitem(models.EMBEDDED_MODELS, "tiny-embedded", models.EMBEDDED_MODELS["smollm2-135m-instruct"])
+    run = tmp_path / "run"
+    shutil.copytree(tiny_lora_run, run)
+    run_json = json.loads((run / "run.json").read_text())
+    write_run_json(run, **{**run_json, "base_model": "tiny-embedded"})
+    merged = merge_lora(run, tmp_path / "merged")
+    assert (merged / "model.safetensors").is_file()

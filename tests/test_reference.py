@@ -214,6 +214,12 @@ def test_dpo_on_an_sft_lora_run_merges_it_first(tmp_path, tiny_model_dir, pairs_
     torch.testing.assert_close(_logits(merged_model, ids), _logits(sft_model, ids), rtol=1e-4, atol=1e-4)
     assert not torch.allclose(_logits(merged_model, ids), _logits(base, ids), atol=1e-3)
     assert open_model_or_run(dpo_dir).base_model == str((dpo_dir / "base").resolve())
+    # The carried copy is the same adapter as the SFT run's: loading the DPO run merges nothing again.
+    from dpokit.start_model import materialise
+
+    assert materialise(str(dpo_dir / "base")) == str(merged)
+    load_for_inference(dpo_dir, device="cpu")
+    assert [p.name for p in (Path(home) / "merged").iterdir() if not p.name.startswith(".")] == [merged.name]
 
     # The reference is the SFT model (policy == reference at step 1) and the cache is keyed by the merged dir.
     lines = train_lines(dpo_dir)

@@ -19,6 +19,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("eval", "eval", "preference accuracy and reward margins on held-out pairs"),
     ("generate", "generate", "batched generation with the chat template"),
     ("compare", "compare", "answers of two models side by side, with a judged win rate"),
+    ("iterate", "iterate", "iterative DPO: the model writes candidates, a judge picks, the next round trains"),
     ("chat", "chat", "terminal chat with a model or run"),
     ("serve", "serve", "OpenAI-compatible API and a web page to chat, compare and label preferences"),
     ("plot", "plot", "PNG charts of a run's metrics"),

@@ -221,6 +221,40 @@ class OutputConfig(_Section):
     overwrite_output_dir: bool = False
 
 
+class IterateConfig(_Section):
+    """``dpokit iterate``: rounds of generate -> judge -> pairs -> DPO (see :mod:`dpokit.iterate`).
+
+    Three names differ from the issue's (``sampling_seed``, ``pairing``, ``reference_round``):
+    ``seed``, ``pair_strategy`` and ``reference`` are already unique flat keys of other sections.
+    """
+
+    rounds: int = Field(2, ge=1)
+    """Training rounds; round 0 is the starting model, measured only."""
+    prompts: Optional[str] = None
+    """Training prompts: any prompt file ``dpokit generate --prompts`` reads."""
+    eval_prompts: Optional[str] = None
+    """Held-out prompts the loop only measures on (greedy answers)."""
+    candidates: int = Field(4, ge=2)
+    """Answers sampled per training prompt each round."""
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(128, gt=0)
+    sampling_seed: int = 0
+    """Round k samples with seed ``sampling_seed + k``."""
+    judge: Optional[str] = None
+    """``rm:PATH``, ``dpo:RUN_DIR``, ``openai:URL#MODEL``, ``python:FILE.py:FUNCTION`` or ``human``."""
+    eval_judge: Optional[str] = None
+    """The judge of the held-out measurement (default: ``judge``; needed for a human judge)."""
+    pairing: Literal["best_vs_worst", "best_vs_each", "all_pairs"] = "best_vs_worst"
+    """How scored candidates become pairs, as ``data.pair_strategy`` for ranked data."""
+    min_margin: float = Field(0.0, ge=0)
+    """A pair is made only when its two scores differ by at least this much (and by more than 0)."""
+    reference_round: Literal["previous", "initial"] = "previous"
+    """Round k's DPO reference: round k-1's policy, or the starting model."""
+    mix: float = Field(0.0, ge=0, le=1)
+    """Share of the offline pairs (``data.train_files``) sampled afresh into each round's training data."""
+
+
 class Config(_Section):
     """The whole run configuration."""
 
@@ -231,6 +265,8 @@ class Config(_Section):
     dpo: DPOConfig = Field(default_factory=DPOConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    iterate: Optional[IterateConfig] = None
+    """Only in ``dpokit iterate`` configs."""
 
     @field_validator("stage", mode="before")
     @classmethod
@@ -245,6 +281,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "dpo": DPOConfig,
     "training": TrainingConfig,
     "output": OutputConfig,
+    "iterate": IterateConfig,
 }
 
 def parse_column_map(text: str) -> dict[str, str]:
@@ -311,8 +348,11 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
 
 
 def dump_config(config: Config) -> str:
-    """The resolved config as YAML (what a run dir keeps as ``config.yaml``)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved config as YAML (what a run dir keeps as ``config.yaml``; no ``iterate:`` unless set)."""
+    data = config.model_dump(mode="json")
+    if data.get("iterate") is None:
+        data.pop("iterate", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def check_relative_paths(config: Config, config_path: Optional[str | Path]) -> None:

@@ -27,9 +27,11 @@ def _write_merged(info: RunInfo, tmp: Path) -> None:
     """Load base + adapter on CPU in the base's stored dtype, merge, save into ``tmp``."""
     from transformers import AutoModelForCausalLM
 
+    from dpokit.models import resolve_model_path
     from dpokit.start_model import materialise
 
-    base_path = materialise(info.base_model)  # a base that is itself a LoRA run is merged first
+    # A base that is itself a LoRA run is merged first; an embedded name or .gguf becomes its cached dir.
+    base_path = resolve_model_path(materialise(info.base_model))
     trust = bool(info.config and info.config.model.trust_remote_code)
     try:
         base = AutoModelForCausalLM.from_pretrained(base_path, dtype="auto", trust_remote_code=trust)

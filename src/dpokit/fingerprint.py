@@ -81,6 +81,26 @@ def dir_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+def adapter_fingerprint(path: Path) -> str:
+    """sha256 of a LoRA adapter dir's weights and settings, leaving out the base path it names.
+
+    ``adapter_config.json``'s ``base_model_name_or_path`` says where the adapter was trained,
+    not what it is: a run's ``base/`` copy (which names the portable base) and the adapter it
+    was copied from are the same adapter, and merge into the same cache dir.
+    """
+    path = Path(path)
+    digest = hashlib.sha256()
+    config_path = path / "adapter_config.json"
+    if config_path.is_file():
+        settings = json.loads(config_path.read_text(encoding="utf-8"))
+        settings.pop("base_model_name_or_path", None)
+        digest.update(json.dumps(settings, sort_keys=True).encode())
+    for file in sorted(path.iterdir()):
+        if file.is_file() and (file.suffix in WEIGHT_SUFFIXES or file.name.endswith(".index.json")):
+            digest.update(f"{file.name}={file_digest(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def hub_revision(repo_id: str) -> Optional[tuple[str, Optional[Path]]]:
     """``(commit sha, local snapshot dir or None)`` a hub id resolves to, or None when it cannot be told."""
     try:

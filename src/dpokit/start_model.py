@@ -11,7 +11,7 @@ Self-contained run dirs: the earlier run's adapter is copied into the new run's
 everything but the original base model (an embedded name or hub id, as for any LoRA run).
 
 The merged weights themselves are a cache: built once into
-``dpokit_home()/merged/<name>-<key>`` by :func:`materialise`, keyed by the adapter's and the
+``dpokit_home()/merged/<base>+lora-<key>`` by :func:`materialise`, keyed by the adapter's and the
 base's file contents, and rebuilt from ``RUN_DIR/base/`` wherever they are missing.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from dpokit.outputs import os_errors, write_json
-from dpokit.rundir import BASE_DIR, FINAL_DIR
+from dpokit.rundir import BASE_DIR
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -52,13 +52,14 @@ class StartModel:
 
 def merged_dir(adapter_dir: Path, base_path: str) -> Path:
     """Cache dir for ``base_path`` + the adapter, merged; keyed by both identities, so a sweep merges once."""
-    from dpokit.fingerprint import dir_fingerprint, model_identity
+    from dpokit.fingerprint import adapter_fingerprint, model_identity
     from dpokit.models import dpokit_home
 
-    identity = json.dumps({"adapter": dir_fingerprint(adapter_dir), "base": model_identity(base_path)}, sort_keys=True)
+    identity = json.dumps({"adapter": adapter_fingerprint(adapter_dir), "base": model_identity(base_path)},
+                          sort_keys=True)
     key = hashlib.sha256(identity.encode()).hexdigest()[:16]
-    name = adapter_dir.parent.name if adapter_dir.name in (FINAL_DIR, BASE_DIR) else adapter_dir.name
-    return dpokit_home() / "merged" / f"{name}-{key}"
+    # Named by what it is, not where the adapter sits: a run's base/ copy finds the same dir.
+    return dpokit_home() / "merged" / f"{Path(base_path).name}+lora-{key}"
 
 
 def materialise(ref: str) -> str:

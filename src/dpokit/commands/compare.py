@@ -8,9 +8,10 @@ from pathlib import Path
 
 JUDGE_HELP = (
     "who decides which answer is better: rm:PATH (a reward model dir, higher score wins), "
-    "dpo:RUN_DIR (a DPO run's implicit reward beta*(log pi - log pi_ref)), or openai:URL[#MODEL] "
+    "dpo:RUN_DIR (a DPO run's implicit reward beta*(log pi - log pi_ref)), openai:URL[#MODEL] "
     "(an OpenAI-compatible chat endpoint as LLM judge; key from $OPENAI_API_KEY; answer order "
-    "randomised per prompt with --seed). Without a judge: side by side only"
+    "randomised per prompt with --seed), or python:FILE.py:FUNCTION (your f(prompt_messages, answer) -> "
+    "number, higher wins). Without a judge: side by side only"
 )
 
 

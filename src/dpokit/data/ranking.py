@@ -108,29 +108,35 @@ def _parallel_lists(record: dict, list_key: str, answers: list[str]) -> list[Rat
     return [RatedAnswer(a, sign * _number(s, f"{score_key}[{i}]")) for i, (a, s) in enumerate(zip(answers, scores))]
 
 
-def pair_up(answers: list[RatedAnswer], strategy: str) -> tuple[list[tuple[str, str]], int]:
+def pair_up(answers: list[RatedAnswer], strategy: str, min_margin: float = 0.0) -> tuple[list[tuple[str, str]], int]:
     """Turn rated answers into (chosen, rejected) texts by ``strategy``; also count ties.
 
-    Returns ``(pairs, ties)``. Fewer than two answers give no pair and no tie.
+    Returns ``(pairs, ties)``. Fewer than two answers give no pair and no tie. Two answers
+    make a pair only when their ratings differ by more than 0 and by at least ``min_margin``;
+    closer ones count as a tie (``dpokit iterate``'s minimum score margin).
     """
+    def apart(better: RatedAnswer, worse: RatedAnswer) -> bool:
+        gap = better.goodness - worse.goodness
+        return gap > 0 and gap >= min_margin
+
     if len(answers) < 2:
         return [], 0
     if strategy == "all_pairs":
         pairs, ties = [], 0
         for a, b in itertools.combinations(answers, 2):
-            if a.goodness == b.goodness:
-                ties += 1
-            else:
-                better, worse = (a, b) if a.goodness > b.goodness else (b, a)
+            better, worse = (a, b) if a.goodness >= b.goodness else (b, a)
+            if apart(better, worse):
                 pairs.append((better.text, worse.text))
+            else:
+                ties += 1
         return pairs, ties
     # max()/min() return the first of equals, so ties resolve to record order.
     best = max(answers, key=lambda a: a.goodness)
     if strategy == "best_vs_worst":
         worst = min(answers, key=lambda a: a.goodness)
-        return ([], 1) if worst.goodness == best.goodness else ([(best.text, worst.text)], 0)
+        return ([(best.text, worst.text)], 0) if apart(best, worst) else ([], 1)
     if strategy == "best_vs_each":
         others = [a for a in answers if a is not best]
-        ties = sum(1 for a in others if a.goodness == best.goodness)
-        return [(best.text, a.text) for a in others if a.goodness < best.goodness], ties
+        ties = sum(1 for a in others if not apart(best, a))
+        return [(best.text, a.text) for a in others if apart(best, a)], ties
     raise ValueError(f"unknown pair strategy {strategy!r}")

@@ -11,6 +11,10 @@ string (:func:`make_judge`), one module each:
 * ``openai:URL[#MODEL]`` (:mod:`.llm`): an OpenAI-compatible chat-completions endpoint as
   an LLM judge, answer order randomised per prompt (seeded) against position bias; its HTTP
   client is :mod:`.openai_client`.
+* ``python:FILE.py:FUNCTION`` (:mod:`.rule`): a user's ``f(prompt_messages, answer_text) -> float``
+  (higher is better), for rule-based rewards: format, length, a verifier.
+* ``human`` (:mod:`.human`): people on ``dpokit serve``'s label page; only ``dpokit iterate``
+  can wait for them.
 
 Judges validate their spec when built (cheap: paths exist, endpoint accepts a
 connection) and load models only when first asked to judge, so a bad judge fails before
@@ -27,7 +31,7 @@ from dpokit.data.types import Message
 from dpokit.errors import DpokitError
 
 A, B, TIE = "A", "B", "tie"
-JUDGE_KINDS = ("rm", "dpo", "openai")
+JUDGE_KINDS = ("rm", "dpo", "openai", "python", "human")
 
 
 @dataclass
@@ -73,14 +77,23 @@ class ScoreJudge:
 
 
 def make_judge(spec: str, *, seed: int = 0) -> Judge:
-    """Build a judge from ``rm:PATH``, ``dpo:RUN_DIR`` or ``openai:URL[#MODEL]``."""
+    """Build a judge from ``rm:PATH``, ``dpo:RUN_DIR``, ``openai:URL[#MODEL]``, ``python:FILE.py:FUNCTION`` or ``human``."""
+    if spec.strip() == "human":
+        from dpokit.judges.human import HumanJudge
+
+        return HumanJudge()
     kind, sep, rest = spec.partition(":")
-    if not sep or kind not in JUDGE_KINDS or (kind != "openai" and not rest):
+    if not sep or kind not in JUDGE_KINDS or kind == "human" or (kind != "openai" and not rest):
         raise DpokitError(
             f"--judge {spec}: unknown judge",
-            "use rm:PATH (a reward model dir), dpo:RUN_DIR (a DPO run's implicit reward) "
-            "or openai:URL[#MODEL] (an OpenAI-compatible chat endpoint)",
+            "use rm:PATH (a reward model dir), dpo:RUN_DIR (a DPO run's implicit reward), "
+            "openai:URL[#MODEL] (an OpenAI-compatible chat endpoint), python:FILE.py:FUNCTION (your own rule) "
+            "or human (people, on dpokit serve's label page; dpokit iterate only)",
         )
+    if kind == "python":
+        from dpokit.judges.rule import PythonJudge
+
+        return PythonJudge(rest)
     if kind == "rm":
         from dpokit.judges.reward_model import RewardModelJudge
 
