@@ -235,6 +235,7 @@ def test_dpo_on_an_sft_lora_run_merges_it_first(tmp_path, tiny_model_dir, pairs_
 
 
 def test_an_sft_then_dpo_run_dir_moved_elsewhere_still_evaluates(tmp_path, tiny_model_dir, pairs_file, home):
+    """A chain (SFT, DPO on it, DPO again, as dpokit iterate makes) moved to another place evaluates the same."""
     import shutil
 
     from dpokit.evaluate import evaluate_ref
@@ -243,14 +244,17 @@ def test_an_sft_then_dpo_run_dir_moved_elsewhere_still_evaluates(tmp_path, tiny_
         "stage=sft", "training.max_steps=3", "training.learning_rate=5e-2"]))
     dpo_dir = _train(tiny_config(sft_dir, pairs_file, tmp_path / "dpo", ["training.max_steps=2",
                                                                         "training.learning_rate=5e-2"]))
-    here = evaluate_ref(dpo_dir, [str(pairs_file)], max_pairs=6)
-    # Another machine: the run dir copied to a new place, no SFT run, an empty merge cache.
+    again = _train(tiny_config(dpo_dir, pairs_file, tmp_path / "dpo2", ["training.max_steps=2",
+                                                                       "training.learning_rate=5e-2"]))
+    assert json.loads((again / "base" / "adapter_config.json").read_text())["base_model_name_or_path"] == "base"
+    assert (again / "base" / "base" / "adapter_config.json").is_file()  # the whole chain travels with the run
+    here = evaluate_ref(again, [str(pairs_file)], max_pairs=6)
+    # Another machine: the run dir copied to a new place, no earlier runs, an empty merge cache.
     moved = tmp_path / "elsewhere" / "my-run"
-    shutil.copytree(dpo_dir, moved)
-    shutil.rmtree(sft_dir)
-    shutil.rmtree(dpo_dir)
-    shutil.rmtree(Path(home) / "merged")
+    shutil.copytree(again, moved)
+    for gone in (sft_dir, dpo_dir, again, Path(home) / "merged"):
+        shutil.rmtree(gone)
     there = evaluate_ref(moved, [str(pairs_file)], max_pairs=6)
     for key in ("reward_accuracy", "margin_mean", "logprob_accuracy", "logps_chosen_mean", "logps_rejected_mean"):
         assert there[key] == pytest.approx(here[key], rel=1e-5, abs=1e-6), key
-    assert here["margin_mean"] != 0  # the DPO adapter changed something, so equality means something
+    assert here["margin_mean"] != 0  # the last adapter changed something, so equality means something

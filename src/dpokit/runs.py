@@ -199,6 +199,8 @@ def _model_dir_info(path: Path) -> RunInfo:
 def _adapter_dir_info(path: Path) -> RunInfo:
     """A bare PEFT adapter dir (not inside a run): its base is in adapter_config.json."""
     base = read_json_object(path / ADAPTER_CONFIG).get("base_model_name_or_path")
+    if base:
+        base = resolve_in_run(str(base), path)  # a run's base/ copy may name base/base (a chain)
     if not base:
         raise DpokitError(f"{path / ADAPTER_CONFIG}: no 'base_model_name_or_path'", "cannot tell which model the adapter belongs to")
     return RunInfo(path=None, stage=None, base_model=base, adapter_dir=path, config=None, model_dir=base,

@@ -7,8 +7,10 @@ the SFT model and the reference is the SFT model, not the original base.
 
 Self-contained run dirs: the earlier run's adapter is copied into the new run's
 ``RUN_DIR/base/`` (a PEFT adapter dir naming the original base, with the tokenizer), and
-``run.json`` records ``base_model: "base"``. Copying the run dir to another machine keeps
-everything but the original base model (an embedded name or hub id, as for any LoRA run).
+``run.json`` records ``base_model: "base"``; when the earlier run carried a base of its own
+(a chain of rounds), that goes along inside as ``base/base/``. Copying the run dir to another
+machine keeps everything but the original base model (an embedded name or hub id, as for any
+LoRA run).
 
 The merged weights themselves are a cache: built once into
 ``dpokit_home()/merged/<base>+lora-<key>`` by :func:`materialise`, keyed by the adapter's and the
@@ -48,6 +50,9 @@ class StartModel:
     """An earlier run's LoRA adapter to copy into ``RUN_DIR/base/``."""
     carried_base: Optional[str] = None
     """The model that adapter belongs to (recorded in the copy's adapter_config.json)."""
+    carried_base_dir: Optional[Path] = None
+    """When that model is itself carried by the earlier run (a chain: SFT, DPO, DPO...), its ``base/``
+    dir, copied along as ``RUN_DIR/base/base/`` so the whole chain travels with the run."""
 
 
 def merged_dir(adapter_dir: Path, base_path: str) -> Path:
@@ -98,22 +103,31 @@ def resolve_start_model(config: "Config", accelerator: "Accelerator") -> StartMo
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         merged = materialise(name)  # built by the main process: now only found
+    own_base = Path(info.path) / BASE_DIR if info.path is not None else None
+    chained = own_base is not None and Path(info.base_model) == own_base.resolve()
     return StartModel(recorded_as=BASE_DIR, path=merged, tokenizer=merged,
-                      carried_adapter=Path(info.adapter_dir), carried_base=info.base_model)
+                      carried_adapter=Path(info.adapter_dir), carried_base=info.base_model,
+                      carried_base_dir=own_base if chained else None)
 
 
 def carry_into(run_dir: Path, start: StartModel) -> None:
-    """Copy the earlier run's adapter into ``RUN_DIR/base/`` (main process; replaces an older copy)."""
+    """Copy the earlier run's adapter into ``RUN_DIR/base/`` (main process; replaces an older copy).
+
+    The copy's ``adapter_config.json`` names the base it goes on: the original base model, or,
+    for a chain, ``base`` (relative to the copy: the earlier run's own ``base/``, copied inside it).
+    """
     if start.carried_adapter is None:
         return
     target = Path(run_dir) / BASE_DIR
+    skip = shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state_*", "trainer_state.json")
     with os_errors(target):
         if target.exists():
             shutil.rmtree(target)
-        shutil.copytree(start.carried_adapter, target,
-                        ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt", "rng_state_*", "trainer_state.json"))
+        shutil.copytree(start.carried_adapter, target, ignore=skip)
+        if start.carried_base_dir is not None:
+            shutil.copytree(start.carried_base_dir, target / BASE_DIR, ignore=skip)
         config_path = target / "adapter_config.json"
         adapter_config = json.loads(config_path.read_text(encoding="utf-8"))
         # The copy must name a base that exists wherever the run dir goes, not the cache path PEFT wrote.
-        adapter_config["base_model_name_or_path"] = start.carried_base
+        adapter_config["base_model_name_or_path"] = BASE_DIR if start.carried_base_dir is not None else start.carried_base
         write_json(config_path, adapter_config)
