@@ -22,9 +22,8 @@ precompute or adapter), i.e. exactly round k-1's policy; with ``initial`` it is 
 model (``dpo.reference: {model: ...}``). A LoRA round trains a fresh adapter on round k-1's
 model with round k-1's adapter *merged* into it (:mod:`dpokit.start_model`: merged into a
 cache dir, the adapter carried in ``run/base/``), so adapters never stack: each round's
-``final/`` is one adapter on one merged model. (Each ``run/base/`` names the previous round's
-``run/base/`` by absolute path, so keep the loop's rounds together where they were trained;
-``dpokit merge`` a round to take it elsewhere.)
+``final/`` is one adapter on one merged model. Each ``run/base/`` holds the whole chain of
+earlier adapters (``base/base/...``), so any round's run dir can be moved or served alone.
 
 Resuming: every stage's output is written atomically (:mod:`dpokit.outputs`) and only when
 the stage is complete, so a rerun of the same command skips what exists and redoes no
