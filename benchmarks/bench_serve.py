@@ -92,7 +92,7 @@ def main() -> int:
 
     import torch
 
-    from dpokit.generate import read_prompt_records
+    from dpokit.prompts import read_prompt_records
     from dpokit.serve.app import ServeState, create_app
     from dpokit.serve.registry import ModelSpec, load_registry
     from dpokit.serve.scheduler import Scheduler

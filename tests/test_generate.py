@@ -11,14 +11,8 @@ import torch
 
 from dpokit.cli import main
 from dpokit.errors import DpokitError
-from dpokit.generate import (
-    SamplingSettings,
-    generate_answers,
-    generate_candidates,
-    left_pad,
-    read_prompt_records,
-    read_prompts,
-)
+from dpokit.generate import SamplingSettings, generate_answers, generate_candidates, left_pad
+from dpokit.prompts import read_prompt_records, read_prompts
 from dpokit.render import Renderer
 
 PROMPTS = [

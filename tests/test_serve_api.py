@@ -129,7 +129,7 @@ def test_n_choices_and_seed(client):
 
 
 def test_penalties_are_applied(client, live, monkeypatch):
-    from dpokit.serve.scheduler import PresencePenalty
+    from dpokit.serve.rows import PresencePenalty
 
     model = live.state.registry.get("tuned").model
     processors = []

@@ -39,7 +39,7 @@ def prompts_file(tmp_path):
 
 
 def open_store(directory, prompts_file=None):
-    from dpokit.generate import read_prompt_records
+    from dpokit.prompts import read_prompt_records
     from dpokit.serve.labels import LabelStore
 
     return LabelStore(directory, read_prompt_records(prompts_file) if prompts_file else ())

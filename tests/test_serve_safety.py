@@ -63,9 +63,9 @@ def test_openai_client_with_and_without_the_key(keyed):
 def test_the_key_is_compared_in_constant_time():
     import inspect
 
-    from dpokit.serve import app
+    from dpokit.serve import guard
 
-    assert "hmac.compare_digest" in inspect.getsource(app.GuardMiddleware)
+    assert "hmac.compare_digest" in inspect.getsource(guard.GuardMiddleware)
 
 
 def test_no_cors_unless_asked(open_server, keyed):

@@ -8,16 +8,8 @@ import pytest
 import torch
 
 from dpokit.generate import SamplingSettings
-from dpokit.serve.scheduler import (
-    ChoiceDone,
-    GenerationParams,
-    IncrementalDecoder,
-    PresencePenalty,
-    Row,
-    RowTracker,
-    TextDelta,
-    _held_back,
-)
+from dpokit.serve.jobs import ChoiceDone, GenerationParams, TextDelta
+from dpokit.serve.rows import IncrementalDecoder, PresencePenalty, Row, RowTracker, _held_back
 
 
 class FakeJob:
@@ -141,7 +133,8 @@ def test_batch_keys():
 def test_worker_batches_waiting_jobs_and_keeps_seeded_ones_alone(tokenizer):
     import asyncio
 
-    from dpokit.serve.scheduler import Job, ModelWorker
+    from dpokit.serve.jobs import Job
+    from dpokit.serve.scheduler import ModelWorker
 
     class Group:  # a worker that is never given a model: only its queue is used
         model = None

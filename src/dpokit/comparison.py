@@ -38,7 +38,7 @@ def load_prompts(path: Union[str, Path], limit: Optional[int] = None,
     (text or messages), ``messages``, ``instruction`` [+ ``input``] or ``question``, or any
     preference file (its distinct prompts). A missing or empty file is a :class:`DpokitError`.
     """
-    from dpokit.generate import read_prompts
+    from dpokit.prompts import read_prompts
 
     prompts = read_prompts(path, system_prompt)
     return prompts[:limit] if limit else prompts

@@ -137,6 +137,8 @@ def normalise_tree(raw: dict, where: str = "config") -> dict:
     tree: dict = {}
     for key, value in raw.items():
         key = str(key)
+        if key in SECTIONS and value is None:  # an empty section (`lora:` with nothing under it, `iterate: null`)
+            continue
         if key in SECTIONS and isinstance(value, dict):
             for sub_key, sub_value in value.items():
                 full = f"{key}.{sub_key}"

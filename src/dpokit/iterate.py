@@ -117,7 +117,7 @@ class Loop:
     """One ``dpokit iterate`` invocation: the stages of every round, each skipped when its output exists."""
 
     def __init__(self, config: "Config", *, show_progress: bool = True):
-        from dpokit.generate import read_prompt_records
+        from dpokit.prompts import read_prompt_records
         from dpokit.iterate_judging import HUMAN, judge_kind
         from dpokit.judges import make_judge
 

@@ -53,7 +53,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
 
 
 def run(args) -> int:
-    from dpokit.generate import generate_candidates, read_prompt_records
+    from dpokit.generate import generate_candidates
+    from dpokit.prompts import read_prompt_records
     from dpokit.outputs import write_jsonl
     from dpokit.render import Renderer, with_system_prompt
     from dpokit.runs import load_for_inference

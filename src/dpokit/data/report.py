@@ -239,6 +239,21 @@ def _dropped_and_error_lines(report: dict[str, Any], noun: str) -> list[str]:
     return lines
 
 
+def _head_lines(report: dict[str, Any], noun: str, found: int, used: int, parts: tuple[str, ...]) -> list[str]:
+    """Format, counts, drops, context and lengths, then the truncation heading: what both reports open with."""
+    settings = report["settings"]
+    lines = [
+        f"format:            {report['format']}",
+        f"records read:      {report['records']}",
+        f"{noun + ' found:':19s}{found}",
+        f"{noun + ' usable:':19s}{used} (after tokenisation and truncation)",
+    ]
+    lines += _dropped_and_error_lines(report, noun)
+    lines += _context_lines(report, parts)
+    lines.append(f"truncation at max_prompt_length={settings['max_prompt_length']}, max_length={settings['max_length']}:")
+    return lines
+
+
 def _context_lines(report: dict[str, Any], parts: tuple[str, ...]) -> list[str]:
     """Turns, system prompt, tokenizer and the length summaries of ``parts``."""
     settings, turns, system = report["settings"], report["turns"], report["system_prompt"]
@@ -271,18 +286,10 @@ def _example_lines(report: dict[str, Any], parts: tuple[str, ...], noun: str) ->
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as readable text."""
-    settings, trunc = report["settings"], report["truncation"]
+    trunc = report["truncation"]
     parts = ("prompt", "chosen", "rejected")
-    lines = [
-        f"format:            {report['format']}",
-        f"records read:      {report['records']}",
-        f"pairs found:       {report['pairs']}",
-        f"pairs usable:      {report['pairs_used']} (after tokenisation and truncation)",
-    ]
-    lines += _dropped_and_error_lines(report, "pairs")
-    lines += _context_lines(report, parts)
+    lines = _head_lines(report, "pairs", report["pairs"], report["pairs_used"], parts)
     lines += [
-        f"truncation at max_prompt_length={settings['max_prompt_length']}, max_length={settings['max_length']}:",
         f"  prompts cut (left):   {trunc['prompt_truncated']}",
         f"  answers cut (right):  {trunc['answer_truncated']} pairs "
         f"({trunc['chosen_truncated']} chosen, {trunc['rejected_truncated']} rejected)",
@@ -372,18 +379,10 @@ def build_sft_report(
 
 def format_sft_report(report: dict[str, Any]) -> str:
     """An SFT report (:func:`build_sft_report`) as readable text."""
-    settings, trunc = report["settings"], report["truncation"]
+    trunc = report["truncation"]
     parts = ("prompt", "completion")
-    lines = [
-        f"format:            {report['format']}",
-        f"records read:      {report['records']}",
-        f"examples found:    {report['examples_found']}",
-        f"examples usable:   {report['examples_used']} (after tokenisation and truncation)",
-    ]
-    lines += _dropped_and_error_lines(report, "examples")
-    lines += _context_lines(report, parts)
+    lines = _head_lines(report, "examples", report["examples_found"], report["examples_used"], parts)
     lines += [
-        f"truncation at max_prompt_length={settings['max_prompt_length']}, max_length={settings['max_length']}:",
         f"  prompts cut (left):       {trunc['prompt_truncated']}",
         f"  completions cut (right):  {trunc['completion_truncated']}",
         f"  dropped (no room for an answer): {trunc['dropped_empty_after_truncation']}",

@@ -12,8 +12,24 @@ Message = dict[str, str]
 ROLES = ("system", "user", "assistant")
 
 
+class _HasPrompt:
+    """What pairs and SFT examples say about their ``prompt`` (messages before the answer)."""
+
+    prompt: list[Message]
+
+    @property
+    def system(self) -> str | None:
+        if self.prompt and self.prompt[0]["role"] == "system":
+            return self.prompt[0]["content"]
+        return None
+
+    @property
+    def num_user_turns(self) -> int:
+        return sum(1 for m in self.prompt if m["role"] == "user")
+
+
 @dataclass
-class PreferencePair:
+class PreferencePair(_HasPrompt):
     """One preference: a conversation so far, and a preferred and a dispreferred answer.
 
     ``prompt`` holds the messages before the answer (an optional leading system message,
@@ -32,16 +48,6 @@ class PreferencePair:
     def to_json(self) -> dict[str, Any]:
         """The canonical conversational form TRL reads."""
         return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
-
-    @property
-    def system(self) -> str | None:
-        if self.prompt and self.prompt[0]["role"] == "system":
-            return self.prompt[0]["content"]
-        return None
-
-    @property
-    def num_user_turns(self) -> int:
-        return sum(1 for m in self.prompt if m["role"] == "user")
 
 
 @dataclass
@@ -63,7 +69,7 @@ class LoadResult:
 
 
 @dataclass
-class SftExample:
+class SftExample(_HasPrompt):
     """One supervised fine-tuning example: a conversation so far and the answer to learn.
 
     ``prompt`` is shaped as :attr:`PreferencePair.prompt` (an optional system message, then
@@ -79,16 +85,6 @@ class SftExample:
     def to_json(self) -> dict[str, Any]:
         """The canonical SFT form: the whole conversation as ``{"messages": [...]}``."""
         return {"messages": self.prompt + self.completion}
-
-    @property
-    def system(self) -> str | None:
-        if self.prompt and self.prompt[0]["role"] == "system":
-            return self.prompt[0]["content"]
-        return None
-
-    @property
-    def num_user_turns(self) -> int:
-        return sum(1 for m in self.prompt if m["role"] == "user")
 
 
 @dataclass

@@ -24,20 +24,7 @@ def write_pairs_jsonl(pairs: Iterable[PreferencePair], out: str | Path) -> int:
     through for ``/dev/stdout`` or a FIFO); ``out`` must not be one of the files the pairs
     were loaded from.
     """
-    pairs = list(pairs)
-    out = Path(out)
-    _refuse_input_file(out, pairs)
-    meta_casts = _meta_casts(pairs)
-    rows = []
-    for pair in pairs:
-        row: dict[str, Any] = {}
-        for key, cast in meta_casts.items():
-            value = pair.meta.get(key)
-            row[key] = None if value is None else cast(value)
-        row.update(pair.to_json())
-        rows.append(row)
-    write_jsonl(out, rows)
-    return len(pairs)
+    return _write_items(pairs, out, reserved=("prompt", "chosen", "rejected"))
 
 
 def write_sft_jsonl(examples: Iterable[SftExample], out: str | Path) -> int:
@@ -47,17 +34,22 @@ def write_sft_jsonl(examples: Iterable[SftExample], out: str | Path) -> int:
     form :func:`load_sft_data` reads back as ``messages``) plus the example's scalar meta
     fields, as :func:`write_pairs_jsonl` writes them. ``out`` must not be an input file.
     """
-    examples = list(examples)
+    return _write_items(examples, out, reserved=("messages",))
+
+
+def _write_items(items: Iterable[PreferencePair | SftExample], out: str | Path, reserved: tuple[str, ...]) -> int:
+    """Each item's canonical JSON (``to_json``) after its scalar meta fields, as one JSONL file."""
+    items = list(items)
     out = Path(out)
-    _refuse_input_file(out, examples)
-    meta_casts = _meta_casts(examples, reserved=("messages",))
+    _refuse_input_file(out, items)
+    meta_casts = _meta_casts(items, reserved=reserved)
     rows = []
-    for example in examples:
+    for item in items:
         row: dict[str, Any] = {}
         for key, cast in meta_casts.items():
-            value = example.meta.get(key)
+            value = item.meta.get(key)
             row[key] = None if value is None else cast(value)
-        row.update(example.to_json())
+        row.update(item.to_json())
         rows.append(row)
     write_jsonl(out, rows)
     return len(rows)

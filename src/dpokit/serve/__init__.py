@@ -5,8 +5,9 @@ Design: one module per job.
 ==================  ==========================================================================
 ``app``             the FastAPI app: routes (``/v1/models``, ``/v1/chat/completions``,
                     ``/v1/completions``, ``/health``, the page's ``/api/*`` and ``/``, ``/compare``,
-                    ``/label``), the API-key and body-size middleware, SSE framing
-                    (``data: {json}\\n\\n`` ... ``data: [DONE]\\n\\n``), errors in OpenAI's shape
+                    ``/label``), SSE framing (``data: {json}\\n\\n`` ... ``data: [DONE]\\n\\n``)
+``guard``           the API-key and body-size middleware (plain ASGI), security headers, errors in
+                    OpenAI's shape
 ``schemas``         the pydantic request models (OpenAI's fields and ranges), the response and
                     chunk builders, and :class:`~dpokit.serve.schemas.APIError` with OpenAI's
                     error body ``{"error": {"message", "type", "param", "code"}}``
@@ -17,10 +18,12 @@ Design: one module per job.
                     :class:`dpokit.render.Renderer` (its run's chat template setting and system prompt)
 ``scheduler``       batching: one worker thread per loaded base model with a queue; the requests
                     waiting for the same adapter and sampling settings go through one left-padded
-                    ``generate`` call. Streaming is step-wise: a stopping criterion called after each
-                    step decodes every row's new token, applies ``stop`` strings and per-row
-                    ``max_tokens``, and pushes text to that request's asyncio queue. Generation never
-                    runs on the event loop, so ``/health`` answers under load
+                    ``generate`` call. Generation never runs on the event loop, so ``/health``
+                    answers under load
+``jobs``            a request as the scheduler sees it: its parameters, its events, its job
+``rows``            streaming is step-wise: a stopping criterion called after each step decodes every
+                    row's new token, applies ``stop`` strings and per-row ``max_tokens``, and pushes
+                    text to that request's asyncio queue; presence/frequency penalties
 ``labels``          :class:`~dpokit.serve.labels.LabelStore`: the prompt queue (``--prompts`` file and
                     typed-in prompts) and the decisions, appended with write+flush+fsync as JSON
                     lines: left/right pairs to ``preferences.jsonl`` (dpokit's canonical preference

@@ -29,7 +29,6 @@ event before ``[DONE]``.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from dataclasses import dataclass, field
@@ -37,39 +36,22 @@ from importlib import resources
 from typing import Any, AsyncIterator, Callable, Optional, Sequence
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dpokit.errors import DpokitError
 from dpokit.generate import DEFAULT_MAX_NEW_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_K, DEFAULT_TOP_P, SamplingSettings
 from dpokit.serve import schemas
+from dpokit.serve.guard import GuardMiddleware, install_error_handlers, parse_body
 from dpokit.serve.schemas import APIError, ChatCompletionRequest, CompletionRequest, error_body
-from dpokit.serve.scheduler import (
-    FINISH_CANCELLED,
-    ChoiceDone,
-    GenerationFailed,
-    GenerationParams,
-    ServerClosing,
-    TextDelta,
-)
+from dpokit.serve.jobs import FINISH_CANCELLED, ChoiceDone, GenerationFailed, GenerationParams, ServerClosing, TextDelta
 
 log = logging.getLogger("dpokit.serve")
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
-PROTECTED_PREFIXES = ("/v1/", "/api/")
 PAGES = {"/": "index.html", "/compare": "compare.html", "/label": "label.html"}
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    # Defence in depth: the page never puts model output in as HTML, and no inline script runs anyway.
-    (b"content-security-policy",
-     b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-     b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
-]
 
 
 @dataclass
@@ -97,141 +79,6 @@ class ServeState:
             self.labels.close()
         if self.on_close is not None:
             self.on_close()
-
-
-# ---------------------------------------------------------------- middleware (plain ASGI)
-
-
-async def _send_error(send, status: int, body: dict, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()),
-                            *headers]})
-    await send({"type": "http.response.body", "body": raw})
-
-
-class BodyTooLarge(APIError):
-    def __init__(self, limit: int):
-        super().__init__(413, f"The request body is larger than the server's limit of {limit} bytes.",
-                         code="request_too_large")
-
-
-class GuardMiddleware:
-    """API key, body-size limit and security headers, before any route runs."""
-
-    def __init__(self, app, *, api_key: Optional[str], max_body_bytes: int):
-        self.app = app
-        self.api_key = api_key.encode("utf-8") if api_key else None
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = {k.lower(): v for k, v in scope.get("headers", [])}
-        path = scope.get("path", "")
-        if self.api_key is not None and path.startswith(PROTECTED_PREFIXES) and scope.get("method") != "OPTIONS":
-            given = headers.get(b"authorization", b"")
-            scheme, _, token = given.partition(b" ")
-            if not given:
-                return await _send_error(send, 401, error_body(
-                    "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.",
-                    code="invalid_api_key"), [(b"www-authenticate", b"Bearer")])
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.api_key):
-                return await _send_error(send, 401, error_body("Incorrect API key provided.", code="invalid_api_key"),
-                                         [(b"www-authenticate", b"Bearer")])
-        length = headers.get(b"content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > self.max_body_bytes
-            except ValueError:
-                return await _send_error(send, 400, error_body("Invalid Content-Length header.", code="invalid_request"))
-            if too_big:
-                return await _send_error(send, 413, BodyTooLarge(self.max_body_bytes).body())
-        received = 0
-        limit = self.max_body_bytes
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:  # a chunked body without Content-Length
-                    raise BodyTooLarge(limit)
-            return message
-
-        async def with_headers(message):
-            if message["type"] == "http.response.start":
-                message = dict(message)
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
-            await send(message)
-
-        return await self.app(scope, limited_receive, with_headers)
-
-
-# ---------------------------------------------------------------- errors
-
-
-def validation_error(errors: Sequence[dict]) -> APIError:
-    """The first pydantic / FastAPI validation error as OpenAI's 400."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "value_error"}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    kind = first.get("type", "")
-    if kind == "json_invalid":
-        return APIError(400, "We could not parse the JSON body of your request: it is not valid JSON.",
-                        code="invalid_json")
-    if kind == "missing":
-        return APIError(400, f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
-    if not loc and kind in ("model_attributes_type", "dict_type"):
-        return APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    msg = str(first.get("msg", "invalid value"))
-    return APIError(400, f"Invalid value for '{param}': {msg}." if param else f"Invalid request: {msg}.",
-                    param=param, code="invalid_value")
-
-
-async def parse_body(request: Request, model: type[BaseModel]):
-    """The JSON body as ``model`` (any content type: curl's default form type works too)."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise APIError(400, "We could not parse the JSON body of your request: it is not valid JSON.",
-                       code="invalid_json") from None
-    if not isinstance(data, dict):
-        raise APIError(400, "The request body must be a JSON object.", code="invalid_json")
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise validation_error(err.errors()) from None
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError):
-        return JSONResponse(exc.body(), status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        err = validation_error(exc.errors())
-        return JSONResponse(err.body(), status_code=err.status)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
-        code = {404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)
-        message = (f"Unknown request URL: {request.method} {request.url.path}." if exc.status_code == 404
-                   else str(exc.detail))
-        return JSONResponse(error_body(message, code=code), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(DpokitError)
-    async def _dpokit(request: Request, exc: DpokitError):
-        return JSONResponse(error_body(str(exc)), status_code=400)
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception):
-        log.exception("internal error on %s", request.url.path)
-        return JSONResponse(error_body(f"Internal server error: {type(exc).__name__}", type="server_error"),
-                            status_code=500)
 
 
 # ---------------------------------------------------------------- requests -> jobs
@@ -379,7 +226,7 @@ def create_app(state: ServeState) -> FastAPI:
     app = FastAPI(title="dpokit serve", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.dpokit = state
-    _install_error_handlers(app)
+    install_error_handlers(app)
 
     @app.get("/health")
     async def health():
@@ -405,19 +252,11 @@ def create_app(state: ServeState) -> FastAPI:
             raise APIError(400, err.message, param="messages", code="invalid_messages") from None
         params = generation_params(state, req, served, [len(prompt_ids)], "messages")
         job = _submit(state, served, [prompt_ids], params)
-        id, created = schemas.new_id("chatcmpl"), schemas.now()
-        if req.stream:
-            first = [schemas.chat_chunk(id, served.name, created, i, {"role": "assistant", "content": ""})
-                     for i in range(job.rows)]
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(_stream(
-                job, lambda i, text: schemas.chat_chunk(id, served.name, created, i, {"content": text}), first,
-                lambda i, reason: schemas.chat_chunk(id, served.name, created, i, {}, reason),
-                "chat.completion.chunk" if include_usage else None, id, served.name, created),
-                media_type="text/event-stream", headers=SSE_HEADERS)
-        choices = await _collect(job)
-        return schemas.chat_completion(id, served.name, created, [(c.text, _reason(c.finish_reason)) for c in choices],
-                                       job.prompt_tokens, sum(c.completion_tokens for c in choices))
+        id, created, name = schemas.new_id("chatcmpl"), schemas.now(), served.name
+        first = [schemas.chat_chunk(id, name, created, i, {"role": "assistant", "content": ""}) for i in range(job.rows)]
+        return await _answer(req, job, id, name, created, "chat.completion.chunk", schemas.chat_completion,
+                             lambda i, text: schemas.chat_chunk(id, name, created, i, {"content": text}),
+                             lambda i, reason: schemas.chat_chunk(id, name, created, i, {}, reason), first)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -429,17 +268,10 @@ def create_app(state: ServeState) -> FastAPI:
             raise APIError(400, "The prompt is empty.", param="prompt", code="invalid_value")
         params = generation_params(state, req, served, [len(p) for p in prompts], "prompt")
         job = _submit(state, served, prompts, params)
-        id, created = schemas.new_id("cmpl"), schemas.now()
-        if req.stream:
-            include_usage = bool(req.stream_options and req.stream_options.include_usage)
-            return StreamingResponse(_stream(
-                job, lambda i, text: schemas.text_chunk(id, served.name, created, i, text), [],
-                lambda i, reason: schemas.text_chunk(id, served.name, created, i, "", reason),
-                "text_completion" if include_usage else None, id, served.name, created),
-                media_type="text/event-stream", headers=SSE_HEADERS)
-        choices = await _collect(job)
-        return schemas.text_completion(id, served.name, created, [(c.text, _reason(c.finish_reason)) for c in choices],
-                                       job.prompt_tokens, sum(c.completion_tokens for c in choices))
+        id, created, name = schemas.new_id("cmpl"), schemas.now(), served.name
+        return await _answer(req, job, id, name, created, "text_completion", schemas.text_completion,
+                             lambda i, text: schemas.text_chunk(id, name, created, i, text),
+                             lambda i, reason: schemas.text_chunk(id, name, created, i, "", reason))
 
     # -- the page's API
 
@@ -503,6 +335,19 @@ def create_app(state: ServeState) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(GuardMiddleware, api_key=state.api_key, max_body_bytes=state.max_body_bytes)
     return app
+
+
+async def _answer(req, job, id: str, name: str, created: int, chunk_object: str, completion: Callable,
+                  delta: Callable, end: Callable, first: Sequence[dict] = ()):
+    """The response to a completion request: an SSE stream of ``delta`` / ``end`` chunks (after
+    ``first``), or, not streaming, the whole ``completion`` once every choice is done."""
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return StreamingResponse(_stream(job, delta, list(first), end, chunk_object if include_usage else None,
+                                         id, name, created), media_type="text/event-stream", headers=SSE_HEADERS)
+    choices = await _collect(job)
+    return completion(id, name, created, [(c.text, _reason(c.finish_reason)) for c in choices],
+                      job.prompt_tokens, sum(c.completion_tokens for c in choices))
 
 
 def _submit(state: ServeState, served, prompts, params):

@@ -132,7 +132,7 @@ class LabelStore:
 
     Args:
         directory: the labels dir; created if missing.
-        prompts: prompts to queue (e.g. :func:`dpokit.generate.read_prompt_records` of
+        prompts: prompts to queue (e.g. :func:`dpokit.prompts.read_prompt_records` of
             ``--prompts``): anything with ``messages`` and ``source``, or message lists.
     """
 

@@ -84,7 +84,7 @@ def build_state(options: ServeOptions, *, torch_threads: Optional[int] = None, s
         open_model_or_run(spec.ref)
     prompts = []
     if options.prompts:
-        from dpokit.generate import read_prompt_records
+        from dpokit.prompts import read_prompt_records
 
         prompts = read_prompt_records(options.prompts)
     labels = None
