@@ -32,16 +32,7 @@ BROKEN = SFT / "broken"
 REGISTRY = SFT / "dataset_info.json"
 
 
-def user(text: str) -> dict:
-    return {"role": "user", "content": text}
-
-
-def assistant(text: str) -> dict:
-    return {"role": "assistant", "content": text}
-
-
-def system(text: str) -> dict:
-    return {"role": "system", "content": text}
+from test_data_formats import assistant, system, user  # noqa: E402  (shared message helpers)
 
 
 def conversations(result) -> list[tuple[list[dict], list[dict]]]:

@@ -135,15 +135,18 @@ def merge_dropped(*counters: Counter) -> dict[str, int]:
     return dict(sorted(((k, v) for k, v in total.items() if v), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _example(pair: TokenizedPair, tokenizer) -> dict[str, Any]:
-    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
-    return {
-        "source": pair.source,
-        "prompt": decode(pair.prompt_ids),
-        "chosen": decode(pair.chosen_ids),
-        "rejected": decode(pair.rejected_ids),
-        "tokens": {"prompt": len(pair.prompt_ids), "chosen": len(pair.chosen_ids), "rejected": len(pair.rejected_ids)},
-    }
+def _example(pair: TokenizedPair, tokenizer, answers: tuple[str, ...] = ("chosen", "rejected")) -> dict[str, Any]:
+    """One example as the model sees it: each part's text (special tokens kept) and length.
+
+    ``answers`` name the answer parts: a pair's ``chosen``/``rejected``; an SFT example's
+    ``completion`` (its ``chosen_ids``).
+    """
+    ids = {"prompt": pair.prompt_ids}
+    ids.update(zip(answers, (pair.chosen_ids, pair.rejected_ids)))
+    out: dict[str, Any] = {"source": pair.source}
+    out.update({part: tokenizer.decode(tokens, skip_special_tokens=False) for part, tokens in ids.items()})
+    out["tokens"] = {part: len(tokens) for part, tokens in ids.items()}
+    return out
 
 
 def build_report(
@@ -308,16 +311,6 @@ def format_report(report: dict[str, Any]) -> str:
 # --- SFT examples -----------------------------------------------------------------------
 
 
-def _sft_example(example: TokenizedPair, tokenizer) -> dict[str, Any]:
-    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
-    return {
-        "source": example.source,
-        "prompt": decode(example.prompt_ids),
-        "completion": decode(example.chosen_ids),
-        "tokens": {"prompt": len(example.prompt_ids), "completion": len(example.chosen_ids)},
-    }
-
-
 def build_sft_report(
     load_result: SftLoadResult,
     tokenized: Sequence[TokenizedPair],
@@ -373,7 +366,7 @@ def build_sft_report(
             "in_data": sum(1 for e in examples if e.system is not None),
             "inserted": stats.system_prompt_inserted,
         },
-        "examples": [_sft_example(e, tokenizer) for e in tokenized[:NUM_EXAMPLES]],
+        "examples": [_example(e, tokenizer, answers=("completion",)) for e in tokenized[:NUM_EXAMPLES]],
     }
 
 
