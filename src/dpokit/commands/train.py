@@ -59,10 +59,12 @@ def run(args) -> int:
     if not PartialState().is_main_process:  # under `accelerate launch`, one summary is enough
         return 0
     train_lines = read_train_rows(run_dir)
-    if train_lines:
+    if len(train_lines) > 1:
         first, last = train_lines[0], train_lines[-1]
-        print(f"dpokit: step {last['step']}: loss {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f}",
+        print(f"dpokit: loss {first['loss']:.4f} (step {first['step']}) -> {last['loss']:.4f} (step {last['step']})",
               file=sys.stderr)
+    elif train_lines:
+        print(f"dpokit: loss {train_lines[0]['loss']:.4f} (step {train_lines[0]['step']})", file=sys.stderr)
     print(f"dpokit: model saved in {run_dir / FINAL_DIR}", file=sys.stderr)
     print(run_dir)
     return 0
