@@ -153,6 +153,31 @@ def test_convert_registry_dataset_round_trips(tmp_path):
     assert [p.to_json() for p in again.pairs] == [p.to_json() for p in loaded.pairs]
 
 
+def test_convert_split_writes_two_sides_that_share_no_prompt(tmp_path):
+    """--split train / eval with one seed: together the whole file, apart no prompt on both sides."""
+    rows = [{"prompt": f"question {i // 2}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(40)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)  # 20 prompts, two pairs each
+    sides = {}
+    for side in ("train", "eval"):
+        out = tmp_path / f"{side}.jsonl"
+        code, stdout, err = run_cli(["data", "convert", data, "--split", side, "--eval-fraction", "0.25",
+                                     "--seed", "7", "--out", str(out)])
+        assert code == 0, err
+        assert "30 train / 10 eval pairs" in stdout
+        sides[side] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(sides["train"]) == 30 and len(sides["eval"]) == 10
+    prompts = {side: {r["prompt"][0]["content"] for r in got} for side, got in sides.items()}
+    assert not prompts["train"] & prompts["eval"] and len(prompts["eval"]) == 5
+    assert sorted(r["chosen"][0]["content"] for got in sides.values() for r in got) == sorted(r["chosen"] for r in rows)
+    code, _, _ = run_cli(["data", "convert", data, "--split", "eval", "--seed", "8", "--eval-fraction", "0.25",
+                          "--out", str(tmp_path / "other.jsonl")])
+    other = {json.loads(line)["prompt"][0]["content"] for line in (tmp_path / "other.jsonl").read_text().splitlines()}
+    assert code == 0 and other != prompts["eval"]  # the seed chooses the split
+    code, _, err = run_cli(["data", "convert", data, "--split", "eval", "--eval-fraction", "1.5",
+                            "--out", str(tmp_path / "bad.jsonl")])
+    assert code != 0 and "--eval-fraction" in err and not (tmp_path / "bad.jsonl").exists()
+
+
 def test_convert_refuses_to_overwrite_an_input(tmp_path, capsys):
     data = write_jsonl(tmp_path / "small.jsonl", SMALL_ROWS)
     before = (tmp_path / "small.jsonl").read_bytes()

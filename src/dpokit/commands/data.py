@@ -74,6 +74,13 @@ def add_parser(sub, name: str, help_text: str) -> None:
     )
     _add_loading_flags(convert)
     convert.add_argument("--out", required=True, metavar="OUT.jsonl", help="output file (never one of the inputs)")
+    convert.add_argument("--split", choices=("train", "eval"),
+                         help="write only one side of a seeded split that holds out whole prompts; run once "
+                              "with train and once with eval (same --eval-fraction and --seed) for two "
+                              "files that share no prompt")
+    convert.add_argument("--eval-fraction", type=float, default=0.1, metavar="F",
+                         help="share of prompts the eval side holds (with --split; default 0.1)")
+    convert.add_argument("--seed", type=int, default=42, help="seed of the split (with --split; default 42)")
     p.set_defaults(func=run)
 
 
@@ -208,19 +215,37 @@ def run_convert(args) -> int:
     check_output_path(out, data, stage)
     loaded = load_pairs(data, stage)
     items, noun = (loaded.examples, "examples") if stage == "sft" else (loaded.pairs, "pairs")
+    split_note = ""
+    if args.split:
+        items, split_note = _one_side(items, args, noun)
     dropped = sum(loaded.dropped.values())
     if not items:
         reasons = ", ".join(f"{k}: {v}" for k, v in loaded.dropped.items()) or "no records"
         raise DpokitError(f"no {noun} to write ({reasons}); {out} was not written",
                           "check the input with `dpokit data inspect`" + (" --stage sft" if stage == "sft" else ""))
     written = (write_sft_jsonl if stage == "sft" else write_pairs_jsonl)(items, out)  # temp file + rename
-    print(f"wrote {written} {noun} to {out} (format {loaded.format}; {loaded.records} records read; "
+    print(f"wrote {written} {noun} to {out}{split_note} (format {loaded.format}; {loaded.records} records read; "
           f"{dropped} {noun} dropped" + (f": {_reasons(loaded.dropped)}" if dropped else "") + ")")
     if loaded.errors:
         print(f"skipped {len(loaded.errors)} bad records:")
         for error in loaded.errors[:10]:
             print(f"  {error}")
     return 0
+
+
+def _one_side(items: list, args, noun: str) -> tuple[list, str]:
+    """The ``--split`` side of ``items``, and the words that say which side it is."""
+    from dpokit.data.load import split_off_eval
+    from dpokit.data.report import prompt_key
+
+    if not 0 < args.eval_fraction < 1:
+        raise DpokitError(f"--eval-fraction {args.eval_fraction}: must be between 0 and 1",
+                          "give a share of the prompts, e.g. --eval-fraction 0.1")
+    train, held_out = split_off_eval(items, args.eval_fraction, args.seed, noun, group=prompt_key)
+    side = train if args.split == "train" else held_out
+    note = (f" (the {args.split} side of --eval-fraction {args.eval_fraction} --seed {args.seed}: "
+            f"{len(train)} train / {len(held_out)} eval {noun}, no prompt on both)")
+    return side, note
 
 
 def _reasons(counter) -> str:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from dpokit.config import DataConfig
 from dpokit.data.collect import DEMO_SETS, PREFERENCE, PREFERENCE_DEMO_SETS, SFT, SFT_DEMO_SETS, Collector, Kind
@@ -161,7 +161,7 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
         return train, load_preference_data(data_cfg.eval_files, **_config_options(data_cfg))
     if not data_cfg.eval_fraction:
         return train, None
-    train.pairs, eval_pairs = _split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs")
+    train.pairs, eval_pairs = split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs")
     return train, LoadResult(pairs=eval_pairs, format=train.format, records=len(eval_pairs))
 
 
@@ -177,7 +177,7 @@ def load_sft_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[SftLoadR
         return train, load_sft_data(data_cfg.eval_files, **_config_options(data_cfg))
     if not data_cfg.eval_fraction:
         return train, None
-    train.examples, eval_examples = _split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples")
+    train.examples, eval_examples = split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples")
     return train, SftLoadResult(examples=eval_examples, format=train.format, records=len(eval_examples))
 
 
@@ -192,18 +192,25 @@ def _config_options(data_cfg: DataConfig) -> dict[str, Any]:
     )
 
 
-def _split_off_eval(items: list, fraction: float, seed: int, noun: str) -> tuple[list, list]:
-    """(train, eval): a seeded ``fraction`` of ``items`` held out; both parts keep their order."""
+def split_off_eval(items: list, fraction: float, seed: int, noun: str,
+                   group: Optional[Callable[[Any], str]] = None) -> tuple[list, list]:
+    """(train, eval): a seeded ``fraction`` of ``items`` held out; both parts keep their order.
+
+    With ``group`` (item -> key, e.g. its prompt), whole groups are held out, so no key is on
+    both sides; the eval part then holds about ``fraction`` of the items.
+    """
     total = len(items)
-    n_eval = max(1, round(total * fraction))
-    if total < 2 or n_eval >= total:
+    keys = [group(x) for x in items] if group else list(range(total))
+    distinct = list(dict.fromkeys(keys))
+    n_eval = max(1, round(len(distinct) * fraction))
+    if total < 2 or n_eval >= len(distinct):
         raise DpokitError(
             f"data.eval_fraction={fraction} leaves no training data ({total} {noun} loaded)",
             "give more data, a smaller eval_fraction, or data.eval_files",
         )
-    held_out = set(random.Random(seed).sample(range(total), n_eval))
-    return ([x for i, x in enumerate(items) if i not in held_out],
-            [x for i, x in enumerate(items) if i in held_out])
+    held_out = set(random.Random(seed).sample(distinct, n_eval))
+    return ([x for x, k in zip(items, keys) if k not in held_out],
+            [x for x, k in zip(items, keys) if k in held_out])
 
 
 # --- options and sources ---------------------------------------------------------------

@@ -88,7 +88,7 @@ def length_comparison(tokenized: Sequence[TokenizedPair]) -> dict[str, Any]:
     }
 
 
-def _prompt_key(pair: PreferencePair | SftExample) -> tuple[tuple[str, str], ...]:
+def prompt_key(pair: PreferencePair | SftExample) -> tuple[tuple[str, str], ...]:
     """The prompt's turns, system message left out, with whitespace collapsed and case folded."""
     return tuple((m["role"], " ".join(str(m["content"]).split()).casefold())
                  for m in pair.prompt if m["role"] != "system")
@@ -113,10 +113,10 @@ def prompt_overlap(train_pairs: Sequence[PreferencePair | SftExample],
     """
     train_sources: dict[tuple, str] = {}
     for pair in train_pairs:
-        train_sources.setdefault(_prompt_key(pair), pair.source)
+        train_sources.setdefault(prompt_key(pair), pair.source)
     overlapping, examples = 0, []
     for pair in eval_pairs:
-        source = train_sources.get(_prompt_key(pair))
+        source = train_sources.get(prompt_key(pair))
         if source is None:
             continue
         overlapping += 1
