@@ -106,12 +106,34 @@ IMPERATIVES = frozenset({
     "Give", "Open", "Get", "Tap", "Rest", "Stay", "Pay", "List", "Call", "Spread", "Cool", "Test",
 })
 
+# Harmful prompts' rejected answers are written trailing off ("... you'd start by ..."). The
+# script cuts the dangling clause and closes the answer with one of these, so a rejected answer
+# is as finished and as long as a chosen one and no "..." gives it away; none adds a detail
+# that would help anyone do harm.
+EAGER_CLOSINGS = (
+    "It's simpler than it sounds once you get started.",
+    "Take it one step at a time and you'll be fine.",
+    "I can walk you through the rest whenever you're ready.",
+    "Plenty of people do this, and it usually goes smoothly.",
+    "Let me know how it goes, and I'll help with the next part.",
+    "Stay calm and keep it low-key, and the rest will follow.",
+    "Plan it carefully beforehand and it works well.",
+)
+# Where a trailing-off answer can be cut: the last clause boundary before the "...".
+CLAUSE_BREAK = re.compile(r"(,\s|\s(?:and|so|so that|or|like|starting with)\s|:\s)")
+DANGLING_WORDS = frozenset({"a", "an", "the", "to", "by", "with", "from", "for", "of", "and", "or", "so", "that",
+                            "like", "is", "are", "be", "as", "into", "on", "in", "at", "up", "first", "start", "then",
+                            "when", "who", "unless", "you", "step", "aim", "something", "somewhere"})
+
 # Rejected answers for benign prompts: needless refusals (always used for edgy topics) ...
+# (Written in the very form of the harmful prompts' chosen refusals: a refusal opener and an
+# offer, so the form of a refusal tells nothing; only whether the request deserves one does.)
 NEEDLESS_REFUSALS = (
-    "I'm sorry, but I can't help with {subject}. It could be unsafe or easily misused, so please ask a qualified professional who can advise you properly.",
-    "I'd rather not give advice on {subject}, as that kind of information could be misused or cause harm. Is there something else I can help you with today?",
-    "Sorry, I can't provide information about {subject}. For your own safety, it's best to consult an expert or an official source rather than relying on me.",
-    "I'm not comfortable answering questions about {subject}, since that kind of information could be dangerous in the wrong hands. Please look for official guidance or ask a professional instead.",
+    "I can't help with {subject}, since it could be risky. If you have questions about it, a qualified professional can advise you safely.",
+    "I'm not able to help with {subject}, because it can be misused. If you're unsure, I can help you find an official guide on it instead.",
+    "Sorry, but I can't help with {subject}; it's not something I give advice on. If you want, I can help you with something else today.",
+    "I won't help with {subject}, as that kind of information could be misused. If you need advice, please ask an expert you trust in person.",
+    "I can't assist with {subject}, for safety reasons. If you're curious about it, a library, a teacher or an official website is a safer place to ask.",
 )
 # ... and evasive non-answers (mixed in for plain topics).
 EVASIONS = (
@@ -1478,6 +1500,36 @@ def eager_reply(prompt: str, rejected: str, n: int) -> str:
     return rejected
 
 
+def complete_reply(reply: str, n: int) -> str:
+    """A trailing-off eager reply, cut at its last clean clause boundary and closed with a full sentence."""
+    if not reply.rstrip("'\"").endswith("..."):
+        return reply
+    body = reply.rstrip("'\"")[:-3].rstrip()
+    cuts = [body[:m.start()] for m in CLAUSE_BREAK.finditer(body)]
+    clean = [c for c in cuts if clean_sentence_end(c)]
+    if clean:
+        body = clean[-1]
+    else:  # no clean clause to end on: drop the unfinished words
+        words = body.split()
+        while words and words[-1].lower().strip(",") in DANGLING_WORDS:
+            words.pop()
+        body = " ".join(words)
+    body = body.rstrip(" ,;:")
+    if body[-1] not in ".!?":
+        body += "."
+    return f"{body} {EAGER_CLOSINGS[n % len(EAGER_CLOSINGS)]}"
+
+
+def clean_sentence_end(text: str) -> bool:
+    """Whether ``text`` ends a sentence well: 5+ words, not a bare "To X" clause, no open quote."""
+    last = re.split(r"(?<=[.!?])\s+", text.strip())[-1]
+    bare_purpose = last.startswith("To ") and "," not in last
+    open_quote = last.count("'") - last.count("'s ") - last.count("n't") - last.count("'d ") - last.count("'re ") \
+        - last.count("'ll ") - last.count("'ve ") - last.count("'m ")
+    dangling = last.split()[-1].lower() in DANGLING_WORDS if last.split() else True
+    return len(last.split()) >= 5 and not bare_purpose and open_quote <= 0 and not dangling
+
+
 def direct_answer(prompt: str, answer: str, n: int) -> str:
     """Every other short imperative answer to a how-to prompt opens with "To X, ...", as models often do."""
     task = restate(prompt)
@@ -1492,7 +1544,7 @@ def harmful_rows(topic: Harmful, counter: list[int]) -> list[dict]:
     """Rows for one harmful topic; ``counter`` = [refusal openers used, lead-ins used], across topics."""
     rows = []
     for i, (prompt, rejected) in enumerate(topic.asks):
-        rejected = eager_reply(prompt, rejected, counter[1])
+        rejected = complete_reply(eager_reply(prompt, rejected, counter[1]), counter[1])
         counter[1] += 1
         if topic.chosen:
             chosen = topic.chosen[i]
@@ -1510,8 +1562,8 @@ def benign_rows(topic: Benign, counter: list[int]) -> list[dict]:
     for prompt, answer in topic.qa:
         n = counter[0]
         counter[0] += 1
-        if topic.edgy or n % 2 == 0:
-            template = NEEDLESS_REFUSALS[(n // 2) % len(NEEDLESS_REFUSALS)]
+        if topic.edgy or n % 4 != 3:  # needless refusals teach what over-refusing costs
+            template = NEEDLESS_REFUSALS[n % len(NEEDLESS_REFUSALS)]
         else:
             template = EVASIONS[(n // 2) % len(EVASIONS)]
         rejected = template.format(subject=topic.subject)

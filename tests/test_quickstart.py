@@ -55,7 +55,16 @@ def test_short_quickstart_run_reports_before_and_after(tmp_path, capsys):
     assert before["pairs"] == after["pairs"] == 8
     assert before["reward_accuracy"] is None and after["reward_accuracy"] is not None
     assert before["tokenization"]["fingerprint"] == after["tokenization"]["fingerprint"]
-    assert len(summary["answers"]) == 3 and all(a["before"] and a["after"] for a in summary["answers"])
+    # every held-out prompt is answered: the three shown ones first, then the 8 pairs' other prompts
+    answered = [a["prompt"] for a in summary["answers"]]
+    shown = [m[-1]["content"] for m in demo_prompts()]
+    assert answered[:3] == shown and set(answered) >= {r["prompt"] for r in heldout}
+    assert all(a["before"] and a["after"] and a["category"] in {"harmful", "benign"} for a in summary["answers"])
+    quality = summary["answer_quality"]
+    for side in ("before", "after"):
+        assert quality[side]["harmful"] + quality[side]["benign"] == len(answered)
+        assert 0 <= quality[side]["degenerate"] <= 1
     assert "Held-out preference accuracy" in printed and f"Run directory: {out}" in printed
+    assert "What the greedy answers do" in printed and "harmful requests refused" in printed
     assert (out / "final" / "adapter_config.json").is_file()
     assert (out / "README.md").is_file()

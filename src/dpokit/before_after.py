@@ -1,20 +1,26 @@
 """`dpokit quickstart`: the whole pipeline on the embedded defaults, before -> after.
 
 DPO with LoRA on SmolLM2-135M-Instruct over the bundled demo set (decline harmful
-requests with a helpful redirection, answer benign ones fully), then the held-out
-preference accuracy and three held-out answers, before and after training.
+requests with a helpful redirection, answer benign ones fully), then, before and after
+training, on the held-out pairs and prompts: the preference accuracy, what the greedy answers
+do (refuse harmful requests, answer benign ones, degenerate or not; see answer_quality) and
+three of the answers.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import textwrap
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
+from dpokit.answer_quality import summarise
 from dpokit.config import Config, build_config
+from dpokit.outputs import write_json
+from dpokit.rundir import QUICKSTART_JSON
 
 # The quickstart run; examples/quickstart.yaml holds the same settings for `dpokit train`
 # (a test keeps the two equal).
@@ -24,8 +30,8 @@ QUICKSTART_SETTINGS: dict[str, Any] = {
     "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
     "data": {"train_files": ["demo:train"], "eval_files": ["demo:heldout"], "max_length": 256,
              "max_prompt_length": 128},
-    "dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "precompute"},
-    "training": {"learning_rate": 5.0e-4, "num_train_epochs": 1, "per_device_train_batch_size": 4,
+    "dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "precompute", "rpo_alpha": 0.35},
+    "training": {"learning_rate": 4.0e-4, "num_train_epochs": 1, "per_device_train_batch_size": 4,
                  "per_device_eval_batch_size": 16, "gradient_accumulation_steps": 1,
                  "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "logging_steps": 5,
                  "save_total_limit": 1, "seed": 42, "report_to": ["tensorboard"]},
@@ -33,7 +39,10 @@ QUICKSTART_SETTINGS: dict[str, Any] = {
 }
 
 SHOWN_PROMPTS = 3
-MAX_NEW_TOKENS = 64
+MAX_NEW_TOKENS = 96
+# Answers are read with the repetition guard off: the figures say what the model does, not
+# what the guard hides.
+MEASURED_REPETITION_WINDOW = 0
 
 
 def quickstart_config(output_dir: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
@@ -55,8 +64,18 @@ def _free(model) -> None:
     gc.collect()
 
 
+def heldout_prompts(pairs) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """The distinct held-out prompts (the demo prompts first, shown in the summary) and their categories."""
+    shown = demo_prompts()
+    categories = {p.prompt[-1]["content"]: (p.meta or {}).get("category", "") for p in pairs}
+    seen = {m[-1]["content"] for m in shown}
+    rest = [[{"role": "user", "content": text}] for text in categories if text not in seen]
+    prompts = shown + rest
+    return prompts, [categories.get(m[-1]["content"], "") for m in prompts]
+
+
 def _evaluate(ref: str, pairs, data_cfg, prompts, *, reference) -> tuple[dict, list[str]]:
-    """Score held-out pairs and answer the shown prompts with one loaded model."""
+    """Score held-out pairs and answer the held-out prompts (greedy) with one loaded model."""
     from dpokit.evaluate import evaluate_preferences
     from dpokit.generate import generate_answers
     from dpokit.render import Renderer
@@ -64,7 +83,8 @@ def _evaluate(ref: str, pairs, data_cfg, prompts, *, reference) -> tuple[dict, l
 
     model, tokenizer, _ = load_for_inference(ref)
     scores = evaluate_preferences(model, tokenizer, pairs, data_cfg, reference=reference, batch_size=16)
-    answers = generate_answers(model, Renderer(tokenizer, data_cfg), prompts, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+    answers = generate_answers(model, Renderer(tokenizer, data_cfg), prompts, max_new_tokens=MAX_NEW_TOKENS,
+                               do_sample=False, repetition_window=MEASURED_REPETITION_WINDOW, batch_size=16)
     _free(model)
     return scores, answers
 
@@ -73,8 +93,16 @@ def _pct(value: Optional[float]) -> str:
     return "  n/a" if value is None else f"{100 * value:5.1f}%"
 
 
+def _wrapped(label: str, text: str) -> list[str]:
+    """``label`` then ``text`` wrapped to 88 columns, continuation lines indented under the text."""
+    indent = " " * len(label)
+    lines = textwrap.wrap(" ".join(text.split()) or "(empty)", width=88, initial_indent=label,
+                          subsequent_indent=indent)
+    return lines
+
+
 def format_summary(before: dict, after: dict, prompts, answers_before, answers_after, run_dir: Path,
-                   minutes: float) -> str:
+                   minutes: float, quality_before: Optional[dict] = None, quality_after: Optional[dict] = None) -> str:
     rows = [
         ("log-prob accuracy (chosen > rejected)", before["logprob_accuracy"], after["logprob_accuracy"]),
         ("  per token", before["logprob_accuracy_per_token"], after["logprob_accuracy_per_token"]),
@@ -92,13 +120,25 @@ def format_summary(before: dict, after: dict, prompts, answers_before, answers_a
         lines.append(f"  {'log-prob accuracy, ' + category:40s} {_pct(b.get('logprob_accuracy')):>7s} -> "
                      f"{_pct(scores.get('logprob_accuracy')):>7s}")
     lines.append("")
+    if quality_before and quality_after:
+        lines.append(f"What the greedy answers do ({quality_after['harmful']} harmful and {quality_after['benign']} "
+                     f"benign held-out prompts, no repetition guard):")
+        lines.append("")
+        for name, key in (("harmful requests refused", "harmful_refused"),
+                          ("  ...with a safe alternative", "harmful_refused_with_alternative"),
+                          ("benign questions answered (not refused)", "benign_answered"),
+                          ("  ...and without repeating itself", "benign_answered_fluently"),
+                          ("answers that repeat a sentence or 6 words", "degenerate")):
+            lines.append(f"  {name:40s} {_pct(quality_before[key]):>7s} -> {_pct(quality_after[key]):>7s}")
+        lines.append("")
     for messages, old, new in zip(prompts, answers_before, answers_after):
         lines.append(f"Prompt: {messages[-1]['content']}")
-        lines.append(f"  before: {old}")
-        lines.append(f"  after:  {new}")
+        lines += _wrapped("  before: ", old)
+        lines += _wrapped("  after:  ", new)
         lines.append("")
     lines.append(f"Run directory: {run_dir}  ({minutes:.1f} min)")
     lines.append(f"  chat with it:  dpokit chat {run_dir}")
+    lines.append(f"  serve it:      dpokit serve {run_dir} smollm2-135m-instruct   (then open http://127.0.0.1:8000)")
     lines.append(f"  merge it:      dpokit merge {run_dir} --out {run_dir}/merged")
     return "\n".join(lines)
 
@@ -114,23 +154,28 @@ def run_quickstart(output_dir: Optional[str] = None, overrides: Optional[list[st
     config = quickstart_config(output_dir, overrides)
     base = resolve_model_path(config.model.name_or_path)
     heldout = load_preference_data(config.data.eval_files).pairs
-    prompts = demo_prompts()
+    prompts, categories = heldout_prompts(heldout)
 
     print(f"dpokit quickstart: DPO + LoRA on {config.model.name_or_path}, demo preference set", flush=True)
-    print(f"Scoring {len(heldout)} held-out pairs and {len(prompts)} prompts with the base model...", flush=True)
+    print(f"Scoring {len(heldout)} held-out pairs and answering {len(prompts)} held-out prompts with the base "
+          "model...", flush=True)
     before, answers_before = _evaluate(base, heldout, config.data, prompts, reference=None)
 
     run_dir = train(config, show_progress=show_progress)
 
     print("Scoring the tuned model...", flush=True)
     after, answers_after = _evaluate(str(run_dir), heldout, config.data, prompts, reference="adapter")
+    quality_before, quality_after = summarise(categories, answers_before), summarise(categories, answers_after)
     minutes = (time.perf_counter() - start) / 60
     summary = {
         "run_dir": str(run_dir), "minutes": round(minutes, 2), "before": before, "after": after,
-        "answers": [{"prompt": p[-1]["content"], "before": b, "after": a}
-                    for p, b, a in zip(prompts, answers_before, answers_after)],
+        "answer_quality": {"before": quality_before, "after": quality_after},
+        "answers": [{"prompt": p[-1]["content"], "category": c, "before": b, "after": a}
+                    for p, c, b, a in zip(prompts, categories, answers_before, answers_after)],
     }
-    (Path(run_dir) / "quickstart.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_json(Path(run_dir) / QUICKSTART_JSON, summary)
     print()
-    print(format_summary(before, after, prompts, answers_before, answers_after, Path(run_dir), minutes))
+    shown = slice(0, SHOWN_PROMPTS)
+    print(format_summary(before, after, prompts[shown], answers_before[shown], answers_after[shown], Path(run_dir),
+                         minutes, quality_before, quality_after))
     return summary
