@@ -52,26 +52,27 @@ def quickstart_config(output_dir: Optional[str] = None, overrides: Optional[list
     return config
 
 
+def _demo_prompt_records() -> list[dict]:
+    text = resources.files("dpokit.data.demo").joinpath("prompts.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def demo_prompts(count: int = SHOWN_PROMPTS) -> list[list[dict[str, str]]]:
     """The first ``count`` held-out demo prompts, as single-turn message lists."""
-    text = resources.files("dpokit.data.demo").joinpath("prompts.jsonl").read_text(encoding="utf-8")
-    records = [json.loads(line) for line in text.splitlines() if line.strip()][:count]
-    return [[{"role": "user", "content": r["prompt"]}] for r in records]
+    return [[{"role": "user", "content": r["prompt"]}] for r in _demo_prompt_records()[:count]]
+
+
+def heldout_prompts(pairs) -> tuple[list[list[dict[str, str]]], list[str]]:
+    """The shown demo prompts, then the other distinct held-out prompts; and each one's category."""
+    categories = {r["prompt"]: r.get("category", "") for r in _demo_prompt_records()[:SHOWN_PROMPTS]}
+    for pair in pairs:
+        categories.setdefault(pair.prompt[-1]["content"], (pair.meta or {}).get("category", ""))
+    return [[{"role": "user", "content": text}] for text in categories], list(categories.values())
 
 
 def _free(model) -> None:
     del model
     gc.collect()
-
-
-def heldout_prompts(pairs) -> tuple[list[list[dict[str, str]]], list[str]]:
-    """The distinct held-out prompts (the demo prompts first, shown in the summary) and their categories."""
-    shown = demo_prompts()
-    categories = {p.prompt[-1]["content"]: (p.meta or {}).get("category", "") for p in pairs}
-    seen = {m[-1]["content"] for m in shown}
-    rest = [[{"role": "user", "content": text}] for text in categories if text not in seen]
-    prompts = shown + rest
-    return prompts, [categories.get(m[-1]["content"], "") for m in prompts]
 
 
 def _evaluate(ref: str, pairs, data_cfg, prompts, *, reference) -> tuple[dict, list[str]]:
