@@ -323,7 +323,11 @@ def test_accumulation_splits_give_the_same_steps_and_weights(tmp_path, tiny_mode
     for (batch, accumulation), (other_losses, other_weights) in runs.items():
         assert other_losses == pytest.approx(losses, abs=1e-5), (batch, accumulation)
         for name, tensor in weights.items():
-            torch.testing.assert_close(other_weights[name], tensor, rtol=0, atol=1e-5, msg=f"{batch}x{accumulation}: {name}")
+            # 2e-5, not 1e-5: AdamW divides by sqrt(v), so fp32 rounding in a near-zero gradient's sum
+            # moves single elements by ~1e-5 (seen: 1 of 8192 at 1.19e-5 on an AMX CPU; the losses still
+            # agree to 1e-5). A short last step weighted wrong moves most elements by several times that.
+            torch.testing.assert_close(other_weights[name], tensor, rtol=0, atol=2e-5,
+                                       msg=lambda m, b=batch, a=accumulation, n=name: f"{b}x{a}: {n}: {m}")
 
 
 def test_overwrite_checks_everything_before_touching_the_old_run(tmp_path, tiny_model_dir, pairs_file, home):
