@@ -176,6 +176,8 @@ def test_convert_split_writes_two_sides_that_share_no_prompt(tmp_path):
     code, _, err = run_cli(["data", "convert", data, "--split", "eval", "--eval-fraction", "1.5",
                             "--out", str(tmp_path / "bad.jsonl")])
     assert code != 0 and "--eval-fraction" in err and not (tmp_path / "bad.jsonl").exists()
+    code, _, err = run_cli(["data", "convert", data, "--eval-fraction", "0.25", "--out", str(tmp_path / "bad.jsonl")])
+    assert code != 0 and "need --split" in err and not (tmp_path / "bad.jsonl").exists()
 
 
 def test_convert_refuses_to_overwrite_an_input(tmp_path, capsys):

@@ -9,18 +9,12 @@ score(prompt_messages, answer_text) for each answer; higher is better. Check it 
 The rules are dpokit.answer_quality's, the ones `dpokit quickstart` reports.
 """
 
-import json
-from importlib import resources
-
 from dpokit.answer_quality import read_answer
+from dpokit.data.load import load_preference_data
 
-_DEMO = resources.files("dpokit.data.demo")
-HARMFUL = {
-    json.loads(line)["prompt"]
-    for name in ("train.jsonl", "heldout.jsonl", "prompts.jsonl")
-    for line in _DEMO.joinpath(name).read_text(encoding="utf-8").splitlines()
-    if line.strip() and json.loads(line)["category"] == "harmful"
-}
+# The demo prompts file's prompts are all held-out prompts, so the two pair sets cover them.
+HARMFUL = {pair.prompt[-1]["content"] for pair in load_preference_data(["demo:train", "demo:heldout"]).pairs
+           if pair.meta.get("category") == "harmful"}
 
 
 def score(prompt, answer):

@@ -66,7 +66,7 @@ def heldout_prompts(pairs) -> tuple[list[list[dict[str, str]]], list[str]]:
     """The shown demo prompts, then the other distinct held-out prompts; and each one's category."""
     categories = {r["prompt"]: r.get("category", "") for r in _demo_prompt_records()[:SHOWN_PROMPTS]}
     for pair in pairs:
-        categories.setdefault(pair.prompt[-1]["content"], (pair.meta or {}).get("category", ""))
+        categories.setdefault(pair.prompt[-1]["content"], pair.meta.get("category", ""))
     return [[{"role": "user", "content": text}] for text in categories], list(categories.values())
 
 
@@ -96,14 +96,12 @@ def _pct(value: Optional[float]) -> str:
 
 def _wrapped(label: str, text: str) -> list[str]:
     """``label`` then ``text`` wrapped to 88 columns, continuation lines indented under the text."""
-    indent = " " * len(label)
-    lines = textwrap.wrap(" ".join(text.split()) or "(empty)", width=88, initial_indent=label,
-                          subsequent_indent=indent)
-    return lines
+    return textwrap.wrap(" ".join(text.split()) or "(empty)", width=88, initial_indent=label,
+                         subsequent_indent=" " * len(label))
 
 
 def format_summary(before: dict, after: dict, prompts, answers_before, answers_after, run_dir: Path,
-                   minutes: float, quality_before: Optional[dict] = None, quality_after: Optional[dict] = None) -> str:
+                   minutes: float, quality_before: dict, quality_after: dict) -> str:
     rows = [
         ("log-prob accuracy (chosen > rejected)", before["logprob_accuracy"], after["logprob_accuracy"]),
         ("  per token", before["logprob_accuracy_per_token"], after["logprob_accuracy_per_token"]),
@@ -121,17 +119,16 @@ def format_summary(before: dict, after: dict, prompts, answers_before, answers_a
         lines.append(f"  {'log-prob accuracy, ' + category:40s} {_pct(b.get('logprob_accuracy')):>7s} -> "
                      f"{_pct(scores.get('logprob_accuracy')):>7s}")
     lines.append("")
-    if quality_before and quality_after:
-        lines.append(f"What the greedy answers do ({quality_after['harmful']} harmful and {quality_after['benign']} "
-                     f"benign held-out prompts, no repetition guard):")
-        lines.append("")
-        for name, key in (("harmful requests refused", "harmful_refused"),
-                          ("  ...with a safe alternative", "harmful_refused_with_alternative"),
-                          ("benign questions answered (not refused)", "benign_answered"),
-                          ("  ...and without repeating itself", "benign_answered_fluently"),
-                          ("answers that repeat a sentence or 6 words", "degenerate")):
-            lines.append(f"  {name:40s} {_pct(quality_before[key]):>7s} -> {_pct(quality_after[key]):>7s}")
-        lines.append("")
+    lines.append(f"What the greedy answers do ({quality_after['harmful']} harmful and {quality_after['benign']} "
+                 f"benign held-out prompts, no repetition guard):")
+    lines.append("")
+    for name, key in (("harmful requests refused", "harmful_refused"),
+                      ("  ...with a safe alternative", "harmful_refused_with_alternative"),
+                      ("benign questions answered (not refused)", "benign_answered"),
+                      ("  ...and without repeating itself", "benign_answered_fluently"),
+                      ("answers that repeat a sentence or 6 words", "degenerate")):
+        lines.append(f"  {name:40s} {_pct(quality_before[key]):>7s} -> {_pct(quality_after[key]):>7s}")
+    lines.append("")
     for messages, old, new in zip(prompts, answers_before, answers_after):
         lines.append(f"Prompt: {messages[-1]['content']}")
         lines += _wrapped("  before: ", old)

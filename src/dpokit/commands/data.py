@@ -78,9 +78,9 @@ def add_parser(sub, name: str, help_text: str) -> None:
                          help="write only one side of a seeded split that holds out whole prompts; run once "
                               "with train and once with eval (same --eval-fraction and --seed) for two "
                               "files that share no prompt")
-    convert.add_argument("--eval-fraction", type=float, default=0.1, metavar="F",
+    convert.add_argument("--eval-fraction", type=float, metavar="F",
                          help="share of prompts the eval side holds (with --split; default 0.1)")
-    convert.add_argument("--seed", type=int, default=42, help="seed of the split (with --split; default 42)")
+    convert.add_argument("--seed", type=int, help="seed of the split (with --split; default 42)")
     p.set_defaults(func=run)
 
 
@@ -213,11 +213,12 @@ def run_convert(args) -> int:
     stage = stage_of(args, config)
     out = Path(args.out)
     check_output_path(out, data, stage)
+    if not args.split and (args.eval_fraction is not None or args.seed is not None):
+        raise DpokitError("--eval-fraction and --seed choose a split: they need --split train or --split eval",
+                          "add --split train (or eval), or leave the two flags out")
     loaded = load_pairs(data, stage)
     items, noun = (loaded.examples, "examples") if stage == "sft" else (loaded.pairs, "pairs")
-    split_note = ""
-    if args.split:
-        items, split_note = _one_side(items, args, noun)
+    items, split_note = _one_side(items, args, noun) if args.split else (items, "")
     dropped = sum(loaded.dropped.values())
     if not items:
         reasons = ", ".join(f"{k}: {v}" for k, v in loaded.dropped.items()) or "no records"
@@ -238,12 +239,14 @@ def _one_side(items: list, args, noun: str) -> tuple[list, str]:
     from dpokit.data.load import split_off_eval
     from dpokit.data.report import prompt_key
 
-    if not 0 < args.eval_fraction < 1:
-        raise DpokitError(f"--eval-fraction {args.eval_fraction}: must be between 0 and 1",
+    fraction = 0.1 if args.eval_fraction is None else args.eval_fraction
+    seed = 42 if args.seed is None else args.seed
+    if not 0 < fraction < 1:
+        raise DpokitError(f"--eval-fraction {fraction}: must be between 0 and 1",
                           "give a share of the prompts, e.g. --eval-fraction 0.1")
-    train, held_out = split_off_eval(items, args.eval_fraction, args.seed, noun, group=prompt_key)
+    train, held_out = split_off_eval(items, fraction, seed, noun, group=prompt_key, setting="--eval-fraction")
     side = train if args.split == "train" else held_out
-    note = (f" (the {args.split} side of --eval-fraction {args.eval_fraction} --seed {args.seed}: "
+    note = (f" (the {args.split} side of --eval-fraction {fraction} --seed {seed}: "
             f"{len(train)} train / {len(held_out)} eval {noun}, no prompt on both)")
     return side, note
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Hashable, Iterator, Mapping, Optional, Sequence
 
 from dpokit.config import DataConfig
 from dpokit.data.collect import DEMO_SETS, PREFERENCE, PREFERENCE_DEMO_SETS, SFT, SFT_DEMO_SETS, Collector, Kind
@@ -193,11 +193,13 @@ def _config_options(data_cfg: DataConfig) -> dict[str, Any]:
 
 
 def split_off_eval(items: list, fraction: float, seed: int, noun: str,
-                   group: Optional[Callable[[Any], str]] = None) -> tuple[list, list]:
+                   group: Optional[Callable[[Any], Hashable]] = None,
+                   setting: str = "data.eval_fraction") -> tuple[list, list]:
     """(train, eval): a seeded ``fraction`` of ``items`` held out; both parts keep their order.
 
     With ``group`` (item -> key, e.g. its prompt), whole groups are held out, so no key is on
-    both sides; the eval part then holds about ``fraction`` of the items.
+    both sides; the eval part then holds about ``fraction`` of the items. ``setting`` names
+    where the fraction came from, for the error.
     """
     total = len(items)
     keys = [group(x) for x in items] if group else list(range(total))
@@ -205,8 +207,8 @@ def split_off_eval(items: list, fraction: float, seed: int, noun: str,
     n_eval = max(1, round(len(distinct) * fraction))
     if total < 2 or n_eval >= len(distinct):
         raise DpokitError(
-            f"data.eval_fraction={fraction} leaves no training data ({total} {noun} loaded)",
-            "give more data, a smaller eval_fraction, or data.eval_files",
+            f"{setting}={fraction} leaves no training data ({total} {noun} loaded)",
+            f"give more data, a smaller {setting}" + (", or data.eval_files" if setting.startswith("data.") else ""),
         )
     held_out = set(random.Random(seed).sample(distinct, n_eval))
     return ([x for x, k in zip(items, keys) if k not in held_out],
