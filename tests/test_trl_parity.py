@@ -249,7 +249,7 @@ def run_dpokit_train(setup: "Setup", out_dir, dpo: DPOConfig, lora: Optional[Lor
     return Run(first.chosen.detach(), first.rejected.detach(), [line["loss"] for line in lines], logged[0], logged[-1])
 
 
-def _assert_same_run(ours: Run, theirs: Run):
+def _assert_same_run(ours: Run, theirs: Run, beta: float):
     torch.testing.assert_close(ours.chosen_logps, theirs.chosen_logps, rtol=1e-5, atol=0)
     torch.testing.assert_close(ours.rejected_logps, theirs.rejected_logps, rtol=1e-5, atol=0)
     assert abs(ours.losses[0] - theirs.losses[0]) <= 1e-6, (ours.losses[0], theirs.losses[0])
@@ -257,8 +257,13 @@ def _assert_same_run(ours: Run, theirs: Run):
     for step, (a, b) in enumerate(zip(ours.losses, theirs.losses), start=1):
         assert abs(a - b) <= 1e-4, f"step {step}: dpokit {a} vs TRL {b}"
     for step, (mine, trls) in (("first", (ours.metrics, theirs.metrics)), ("last", (ours.last_metrics, theirs.last_metrics))):
+        # A reward is beta x (policy - reference) summed log-probs: a small difference of two
+        # large sums, so it carries the sums' fp32 rounding (1e-6 of |logps|, ~8 ulps), not its own.
+        logps_scale = max(abs(trls.get("logps/chosen", 0.0)), abs(trls.get("logps/rejected", 0.0)))
         for name, value in trls.items():
-            assert math.isclose(mine[name], value, rel_tol=1e-4, abs_tol=1e-6), f"{step} step: {name}"
+            abs_tol = max(1e-6, 1e-6 * beta * logps_scale) if name.startswith("rewards/") else 1e-6
+            assert math.isclose(mine[name], value, rel_tol=1e-4, abs_tol=abs_tol), \
+                f"{step} step: {name}: dpokit {mine[name]} vs TRL {value} (abs tol {abs_tol:.2g})"
     # The policy moved away from the reference (rewards start at exactly 0), so the
     # comparison is not of two frozen models.
     assert abs(ours.last_metrics["rewards/chosen"]) + abs(ours.last_metrics["rewards/rejected"]) > 1e-3
@@ -285,7 +290,7 @@ def _compare(setup: Setup, tmp_path, monkeypatch, loss_type: list[str], weights:
     theirs, trainer = run_trl(setup.model_dir, setup.tokenizer, tmp_path, loss_type, weights, dpo, lora, lr=lr)
     _assert_same_ids(setup, trainer)
     ours = run_dpokit_train(setup, tmp_path, dpo, lora, monkeypatch, lr=lr)
-    _assert_same_run(ours, theirs)
+    _assert_same_run(ours, theirs, dpo.beta)
     if dpo.loss_type == "sigmoid" and dpo.rpo_alpha is None:
         assert theirs.losses[0] == pytest.approx(math.log(2), abs=1e-6)  # policy == reference at step 1
 
