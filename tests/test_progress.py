@@ -26,3 +26,19 @@ def test_lines_come_every_so_often_and_at_the_end(capsys):
     quiet = progress(5, "x", enabled=False)
     quiet.update(5)
     assert capsys.readouterr().err == ""
+
+
+
+def test_the_cli_in_a_log_silences_library_bars():
+    """Bars dpokit does not draw (transformers' GGUF conversion is plain tqdm) stay out of a log."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from dpokit.cli import main; main(['config', 'keys'])\n"
+              "from tqdm.auto import tqdm\n"
+              "for _ in tqdm(range(3), desc='Converting and de-quantizing GGUF tensors...'): pass\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "Converting" not in done.stderr, done.stderr

@@ -65,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = [sys.argv[0]] + list(argv)
     parser, commands = build_parser()
     args = parse_args(parser, commands, sys.argv[1:])
-    if not sys.stderr.isatty():  # a log, not a terminal: no carriage-return bars from transformers
+    if not sys.stderr.isatty():  # a log, not a terminal: no carriage-return bars from the libraries
         import os
 
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # hub downloads, "Loading weights"
+        os.environ.setdefault("TQDM_DISABLE", "1")  # plain tqdm bars (transformers' GGUF conversion)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
