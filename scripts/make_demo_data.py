@@ -125,15 +125,17 @@ DANGLING_WORDS = frozenset({"a", "an", "the", "to", "by", "with", "from", "for",
                             "like", "is", "are", "be", "as", "into", "on", "in", "at", "up", "first", "start", "then",
                             "when", "who", "unless", "you", "step", "aim", "something", "somewhere"})
 
-# Rejected answers for benign prompts: needless refusals (always used for edgy topics) ...
-# (Written in the very form of the harmful prompts' chosen refusals: a refusal opener and an
-# offer, so the form of a refusal tells nothing; only whether the request deserves one does.)
-NEEDLESS_REFUSALS = (
-    "I can't help with {subject}, since it could be risky. If you have questions about it, a qualified professional can advise you safely.",
-    "I'm not able to help with {subject}, because it can be misused. If you're unsure, I can help you find an official guide on it instead.",
-    "Sorry, but I can't help with {subject}; it's not something I give advice on. If you want, I can help you with something else today.",
-    "I won't help with {subject}, as that kind of information could be misused. If you need advice, please ask an expert you trust in person.",
-    "I can't assist with {subject}, for safety reasons. If you're curious about it, a library, a teacher or an official website is a safer place to ask.",
+# Rejected answers for benign prompts: needless refusals (always used for edgy topics), in the
+# very form of the harmful prompts' chosen refusals: one of REFUSAL_OPENERS naming the subject,
+# then an "If you ..." offer. So the form of a refusal tells nothing (not even the punctuation
+# after the opener); only whether the request deserves one does.
+NEEDLESS_OFFERS = (
+    "If you have questions about it, a qualified professional can talk you through it safely and properly, in person.",
+    "If you're unsure what to do, an official guide or a trained specialist in the field is the best place to look first.",
+    "If you want, I can help you with something else today instead, like planning your week or writing a message.",
+    "If you need advice on this, please ask an expert you trust in person, who can see your situation and help you.",
+    "If you're curious about it, a library, a teacher or an official website is a much safer place to ask about it.",
+    "If this matters to you, a local course or a trained professional can help you learn about it properly and safely.",
 )
 # ... and evasive non-answers (mixed in for plain topics).
 EVASIONS = (
@@ -1470,6 +1472,188 @@ BENIGN: tuple[Benign, ...] = (
         ("How do I know when it's time to put my old dog down?",
          "Signs include pain that medication can't control, refusing food, and no longer enjoying favourite things. Keeping a daily tally of good and bad days helps, and your vet can guide you."),
     ), edgy=True),
+    # ---- more that only sound edgy: a word (kill, shoot, bleed, poison, explode) in its everyday sense
+    Benign("poison-ivy", "poison ivy rashes", (
+        ("How do I treat a poison ivy rash at home?",
+         "Wash the skin, and anything that touched the plant, with soap and cool water as soon as you can. Calamine lotion, hydrocortisone cream and cool compresses ease the itch, and an oral antihistamine can help you sleep."),
+        ("How can I recognise poison ivy when I'm hiking?",
+         "Look for leaves in groups of three, with the middle leaflet on a longer stalk; the old rhyme is 'leaves of three, let it be.' It grows as a low plant, a shrub or a hairy climbing vine."),
+    ), edgy=True),
+    Benign("balloons", "blowing up balloons", (
+        ("What's the fastest way to blow up a lot of balloons for a party?",
+         "Use a hand or electric balloon pump, which is far quicker than your lungs and saves you from getting dizzy. Stretch each balloon a few times first, and fill them to about 90% so fewer pop."),
+        ("How do I blow up a balloon that's really hard to start?",
+         "Stretch it lengthways and sideways several times to loosen the rubber, then pinch the neck and give one strong puff to get it going. Once the first bit of air is in, it gets much easier."),
+    ), edgy=True),
+    Benign("bike-brakes", "bleeding brakes", (
+        ("How do I bleed hydraulic disc brakes on my bike?",
+         "Attach a bleed kit's syringe to the caliper and a funnel or syringe at the lever, then push fresh fluid up from the caliper until no bubbles appear. Use only the fluid your brand specifies, mineral oil or DOT."),
+        ("How do I know when my bike brakes need bleeding?",
+         "If the lever feels spongy, pulls almost to the bar, or the bite point keeps moving, there's probably air in the hydraulic line. Bleeding them, typically about once a year for regular riders, restores a firm lever."),
+    ), edgy=True),
+    Benign("life-hacks", "life hacks", (
+        ("What's a good hack for peeling garlic quickly?",
+         "Put the cloves in a jar or between two bowls and shake hard for 20-30 seconds; the skins loosen and fall off. For a single clove, crush it lightly with the flat of a knife first."),
+        ("Is there a hack for keeping fresh herbs from wilting?",
+         "Treat soft herbs like parsley and coriander like flowers: trim the stems and stand them in a glass of water, loosely covered with a bag, in the fridge. Wrap hardy herbs like thyme in damp paper towel."),
+    ), edgy=True),
+    Benign("business-growth", "explosive business growth", (
+        ("How can my small online shop achieve explosive growth?",
+         "Find the one channel that brings your best customers, such as search, social media or referrals, and invest heavily there. Build repeat purchases with email and great service, since keeping customers is cheaper than finding new ones."),
+        ("What's the best way to crush the competition as a new local bakery?",
+         "Pick something you can be known for, like the best sourdough in town, and make it consistently excellent. Build loyalty with a stamp card, friendly service and a strong Google listing with photos and reviews."),
+    ), edgy=True),
+    Benign("tackling", "tackling", (
+        ("How do I make a safe tackle in rugby?",
+         "Keep your head up and to the side of the ball carrier, never in front, and drive in with your shoulder at thigh or waist height. Wrap both arms tightly around their legs and keep your feet moving."),
+        ("How do I do a sliding tackle in football without fouling?",
+         "Time it so you reach the ball before the player, slide in from the side rather than from behind, and keep your studs down. Go to ground on your side and hook the ball away with your leading foot."),
+    ), edgy=True),
+    Benign("paintball", "shooting in paintball", (
+        ("How do I shoot more accurately in paintball?",
+         "Stay behind cover, tuck the marker firmly into your shoulder, and look down the barrel rather than over the hopper. Fire short bursts and adjust using where the balls land, since paintballs curve and drop at range."),
+        ("What's the best way to ambush the other team in paintball?",
+         "Set up behind cover on a route they're likely to use, such as a flank near a bunker, and stay quiet and still. Wait until several players are in the open before firing, then move before they pin you down."),
+    ), edgy=True),
+    Benign("killer-whales", "killer whales", (
+        ("Why are orcas called killer whales?",
+         "Ancient sailors watched them hunt larger whales and called them 'whale killers', which later became 'killer whales'. Orcas are actually the largest members of the dolphin family and hunt seals, fish and even sharks."),
+        ("Do killer whales attack humans?",
+         "There are almost no confirmed cases of wild orcas seriously injuring people. Scientists think humans simply aren't on their menu, and most harmful incidents have involved captive orcas in marine parks."),
+    ), edgy=True),
+    Benign("slugs", "killing slugs", (
+        ("How do I stop slugs destroying my vegetable garden?",
+         "Go out with a torch on damp evenings and pick them off, and surround seedlings with copper tape or wool pellets. Ferric phosphate slug pellets work well and are much safer for pets and wildlife than older metaldehyde ones."),
+        ("Do beer traps really kill slugs?",
+         "Yes. Sink a shallow container into the soil with its rim slightly above ground level and fill it with cheap beer. Slugs are drawn by the yeasty smell, fall in and drown; empty and refill it every few days."),
+    ), edgy=True),
+    Benign("tree-stumps", "killing tree stumps", (
+        ("How do I kill a tree stump so it stops sprouting?",
+         "Cut it as low as you can, drill holes into the fresh top, and fill them with a stump-killer product within minutes. Alternatively, cut off every new shoot as it appears until the roots run out of energy."),
+        ("What's the fastest way to remove a tree stump?",
+         "Hire a stump grinder, which chews a stump into wood chips below ground level in under an hour. For a small stump, dig around it, cut through the roots with a saw or axe, and lever it out."),
+    ), edgy=True),
+    Benign("flambe", "setting food on fire", (
+        ("How do I flambé bananas safely?",
+         "Warm a few tablespoons of rum in a small pan, take the pan of bananas off the heat, pour the rum in and light it with a long match. Keep your face back and let the flames burn out, about 30 seconds."),
+        ("How do I set a Christmas pudding on fire?",
+         "Warm two or three tablespoons of brandy in a small pan until just steaming, pour it over the hot pudding, and light it at the edge with a long match. Dim the lights and serve once the blue flames die down."),
+    ), edgy=True),
+    Benign("filleting-fish", "filleting fish", (
+        ("How do I fillet a whole fish?",
+         "Cut behind the gills down to the backbone, then turn the knife flat and slice along the spine toward the tail, keeping the blade against the bones. Flip the fish, repeat, and trim out the rib bones."),
+        ("What's the best way to skin a salmon fillet?",
+         "Lay it skin-side down, make a small cut at the tail end between flesh and skin, and grip the skin. Angle a long, sharp knife slightly down and wiggle it forward while pulling the skin the other way."),
+    ), edgy=True),
+    Benign("caffeine", "caffeine overdoses", (
+        ("How much caffeine can an adult safely have in a day?",
+         "For most healthy adults, up to about 400 mg of caffeine a day is considered safe, which is roughly four cups of brewed coffee. During pregnancy, the usual advice is to stay under 200 mg a day."),
+        ("Can you overdose on coffee?",
+         "In theory, but it's very hard with drinks: a dangerous dose is around 10 grams of caffeine, roughly 50-100 cups in a short time. Jitters, a racing heart and poor sleep show up long before that."),
+    ), edgy=True),
+    Benign("castle-sieges", "medieval sieges", (
+        ("How did medieval armies besiege a castle?",
+         "They surrounded it to cut off food and water, then tried to break in with catapults, battering rams, siege towers and tunnels dug under the walls. Often the surest method was simply starving the defenders into surrender."),
+        ("How did a trebuchet work?",
+         "A trebuchet was a huge lever: a heavy counterweight on the short arm dropped, swinging the long arm up fast. A sling on its end flung stones of up to about 100 kg a few hundred metres at castle walls."),
+    ), edgy=True),
+    Benign("cold-war", "nuclear standoffs", (
+        ("What happened in the Cuban Missile Crisis?",
+         "In October 1962 the US discovered Soviet nuclear missiles being installed in Cuba. After 13 tense days of naval blockade and secret talks, the Soviets removed them in exchange for a US promise not to invade Cuba."),
+        ("Why was it called the Cold War?",
+         "Because the United States and the Soviet Union never fought each other directly in a 'hot' war. From about 1947 to 1991 they competed through an arms race, the space race, spying and proxy wars."),
+    ), edgy=True),
+    Benign("fight-scenes", "writing fight scenes", (
+        ("How do I write a gripping sword fight in my fantasy novel?",
+         "Keep the sentences short and physical, stay close to what your character sees and feels, and give the fight a goal beyond winning. Let the advantage shift at least once, and make every blow cost something."),
+        ("How can I make a fistfight in my screenplay feel realistic?",
+         "Keep it short, messy and exhausting: real fights last seconds, people miss, and punches hurt the hands that throw them. Show the aftermath too, like bruised knuckles, shaking hands and heavy breathing."),
+    ), edgy=True),
+    Benign("popcorn", "exploding popcorn", (
+        ("Why do popcorn kernels explode when heated?",
+         "Each kernel holds a little water inside a hard, airtight hull. At about 180 °C the water turns to steam, pressure builds until the hull bursts, and the starch inside puffs out into a crunchy foam."),
+        ("Why do some popcorn kernels never pop?",
+         "Those leftover kernels usually have a cracked hull that lets steam leak out, or they've dried out too much to build pressure. Storing kernels in an airtight jar keeps their moisture near the ideal 13-14%."),
+    ), edgy=True),
+    Benign("cracking-knuckles", "cracking joints", (
+        ("Is cracking my knuckles bad for me?",
+         "No good evidence links knuckle cracking to arthritis. One doctor cracked the knuckles of only one hand for over 60 years and found no difference between his hands, and large studies show the same."),
+        ("What makes the popping sound when you crack your knuckles?",
+         "Stretching the joint lowers the pressure in the fluid inside it, and a gas bubble forms suddenly; that rapid formation makes the pop. The gas takes about 20 minutes to dissolve, so you can't repeat it straight away."),
+    ), edgy=True),
+    Benign("tennis-serve", "killer serves", (
+        ("How do I hit a killer serve in tennis?",
+         "Use a continental grip, toss the ball slightly in front and to your hitting side, and strike it at full extension. Power comes from bending your knees and driving up through your legs, not from your arm alone."),
+        ("How do I smash an overhead in tennis?",
+         "Turn sideways as soon as you see the lob, point your free hand at the ball to track it, and move your feet to get under it. Hit it at full stretch slightly in front of you, like a serve."),
+    ), edgy=True),
+    Benign("bath-bombs", "making bath bombs", (
+        ("How do I make bath bombs at home?",
+         "Mix two parts baking soda with one part citric acid and one part cornflour, then add a few drops of essential oil and a light spritz of water until it holds like damp sand. Pack it into moulds and dry overnight."),
+        ("Why do bath bombs fizz in water?",
+         "They contain baking soda, a base, and citric acid, a dry acid. Nothing happens while they're dry, but in water both dissolve and react, releasing bubbles of carbon dioxide along with the scent and colour."),
+    ), edgy=True),
+    # ---- plain everyday questions
+    Benign("metric-conversion", "metric conversion", (
+        ("How many kilometres are in a mile?",
+         "One mile is about 1.609 kilometres, so a 5 km race is roughly 3.1 miles. For a quick mental conversion, multiply miles by 8 and divide by 5 to get kilometres."),
+        ("How many grams are in a pound?",
+         "One pound is about 453.6 grams, so a kilogram is roughly 2.2 pounds. For recipes, 450 grams is close enough to a pound, and one ounce is about 28 grams."),
+    )),
+    Benign("world-geography", "world geography", (
+        ("What's the tallest mountain in the world?",
+         "Mount Everest, on the border of Nepal and China, is the highest above sea level at 8,849 metres. Measured from base to peak, Hawaii's Mauna Kea is taller, but most of it lies underwater."),
+        ("Which is the largest ocean on Earth?",
+         "The Pacific Ocean is the largest, covering about 165 million square kilometres, more than all the land on Earth combined. It's also the deepest, reaching nearly 11,000 metres in the Mariana Trench."),
+    )),
+    Benign("word-usage", "word usage", (
+        ("When should I use 'fewer' instead of 'less'?",
+         "Use 'fewer' for things you can count one by one ('fewer cars', 'fewer mistakes') and 'less' for amounts you can't count ('less traffic', 'less water'). In casual speech many people use 'less' for both."),
+        ("What's the difference between 'who' and 'whom'?",
+         "'Who' is a subject, the one doing the action ('Who called?'), while 'whom' is an object ('Whom did you call?'). A quick test: if 'he' fits the answer, use 'who'; if 'him' fits, use 'whom'."),
+    )),
+    Benign("history-dates", "historical dates", (
+        ("When did the Berlin Wall fall?",
+         "On 9 November 1989, when East German authorities unexpectedly opened the border crossings and crowds began pulling down sections of the wall. Germany was formally reunified less than a year later, on 3 October 1990."),
+        ("When was the printing press invented?",
+         "Johannes Gutenberg developed his movable-type printing press in Mainz, Germany, around 1440 and printed his famous Bible by about 1455. Movable type existed earlier in China and Korea, but his press spread printing across Europe."),
+    )),
+    Benign("household-chores", "household cleaning", (
+        ("How do I descale a kettle?",
+         "Fill it halfway with equal parts water and white vinegar, or water with a tablespoon of citric acid, and bring it to the boil. Leave it for an hour, pour it away, then rinse and boil fresh water twice."),
+        ("How often should I wash my bed sheets?",
+         "Once a week is a good rule, or every two weeks at most. Wash them more often if you sweat a lot, are unwell or let pets on the bed, using a warm wash of about 40-60 °C."),
+    )),
+    Benign("health-basics", "health basics", (
+        ("What's a normal resting heart rate for an adult?",
+         "A normal resting heart rate for adults is between 60 and 100 beats per minute. Fit people are often lower, around 40-60, and the best time to measure it is right after waking, before getting up."),
+        ("How much fibre should I eat each day?",
+         "Most adults should aim for about 25-30 grams of fibre a day, and many people get far less. Wholegrains, beans, lentils, fruit, vegetables, nuts and seeds are all good sources."),
+    )),
+    Benign("everyday-physics", "everyday physics", (
+        ("Why does ice float on water?",
+         "When water freezes, its molecules lock into an open, hexagonal structure held together by hydrogen bonds, which takes up about 9% more space. That makes ice less dense than liquid water, so it floats."),
+        ("Why do magnets stick to iron but not to aluminium?",
+         "Iron is ferromagnetic: its atoms' tiny magnetic fields line up in regions called domains, which a magnet pulls into alignment, creating a strong attraction. Aluminium's atoms don't line up like that, so the effect is far too weak to notice."),
+    )),
+    Benign("human-body", "human anatomy", (
+        ("How many bones are in the adult human body?",
+         "An adult has 206 bones. Babies are born with around 270 to 300, but many of them fuse together during childhood, such as the plates of the skull and the bones at the base of the spine."),
+        ("What does the liver do?",
+         "The liver filters toxins from the blood, makes bile to help digest fats, and stores energy as glycogen. It also produces proteins for blood clotting and can regrow after part of it is removed."),
+    )),
+    Benign("number-basics", "number basics", (
+        ("What is a prime number?",
+         "A prime number is a whole number greater than 1 whose only divisors are 1 and itself, like 2, 3, 5, 7 and 11. The number 2 is the only even prime, and 1 is not considered prime."),
+        ("How do I round a number to two decimal places?",
+         "Look at the third digit after the decimal point: if it's 5 or more, round the second digit up; otherwise leave it as it is. For example, 3.14159 becomes 3.14, and 2.678 becomes 2.68."),
+    )),
+    Benign("sewing", "sewing", (
+        ("How do I sew a button back on?",
+         "Thread a needle with a double strand and knot the end, then stitch up and down through the holes about six times, leaving a little slack. Wind the thread around the stitches under the button and knot it behind."),
+        ("How do I thread a needle easily?",
+         "Cut the thread at a sharp angle with scissors so the end is clean, moisten it slightly, and push it through the eye. A cheap wire needle threader makes it much easier with small eyes."),
+    )),
 )
 
 
@@ -1563,10 +1747,10 @@ def benign_rows(topic: Benign, counter: list[int]) -> list[dict]:
         n = counter[0]
         counter[0] += 1
         if topic.edgy or n % 4 != 3:  # needless refusals teach what over-refusing costs
-            template = NEEDLESS_REFUSALS[n % len(NEEDLESS_REFUSALS)]
+            opener = REFUSAL_OPENERS[n % len(REFUSAL_OPENERS)].format(concern=topic.subject)
+            rejected = f"{opener} {NEEDLESS_OFFERS[(n // len(REFUSAL_OPENERS)) % len(NEEDLESS_OFFERS)]}"
         else:
-            template = EVASIONS[(n // 2) % len(EVASIONS)]
-        rejected = template.format(subject=topic.subject)
+            rejected = EVASIONS[(n // 2) % len(EVASIONS)].format(subject=topic.subject)
         chosen = direct_answer(prompt, answer, n)
         rows.append(dict(prompt=prompt, chosen=chosen, rejected=rejected, category="benign", topic=topic.topic))
     return rows
