@@ -28,6 +28,9 @@ from dpokit.errors import DpokitError
 
 REPO = Path(__file__).resolve().parents[1]
 SFT = Path(__file__).parent / "data" / "sft"
+# demo:sft has one example per demo:train pair (scripts/make_demo_sft.py)
+DEMO_SFT_EXAMPLES = sum(1 for line in resources.files("dpokit.data.demo").joinpath("train.jsonl")
+                        .read_text(encoding="utf-8").splitlines() if line.strip())
 BROKEN = SFT / "broken"
 REGISTRY = SFT / "dataset_info.json"
 
@@ -400,7 +403,7 @@ def test_load_sft_from_config_splits_eval_like_load_from_config():
     cfg = DataConfig(train_files=["demo:sft"], eval_fraction=0.1)
     train, evaluation = load_sft_from_config(cfg, seed=5)
     again, evaluation_again = load_sft_from_config(cfg, seed=5)
-    assert len(evaluation.examples) == round(301 * 0.1) and len(train.examples) + len(evaluation.examples) == 301
+    assert len(evaluation.examples) == round(DEMO_SFT_EXAMPLES * 0.1) and len(train.examples) + len(evaluation.examples) == DEMO_SFT_EXAMPLES
     assert conversations(evaluation) == conversations(evaluation_again)
     assert not {e.source for e in train.examples} & {e.source for e in evaluation.examples}
     other = load_sft_from_config(cfg, seed=6)[1]
@@ -505,7 +508,7 @@ def test_inspect_default_stage_is_dpo_and_a_config_can_set_sft(tmp_path):
     config.write_text("stage: sft\ndata:\n  train_files: [demo:sft]\n", encoding="utf-8")
     code, out, err = run_cli(["data", "inspect", "--json", "--config", str(config)])
     assert code == 0, err
-    assert json.loads(out)["examples_found"] == 301
+    assert json.loads(out)["examples_found"] == DEMO_SFT_EXAMPLES
     code, out, err = run_cli(["data", "inspect", "--json", "--config", str(config), "--stage", "dpo", "demo:heldout"])
     assert code == 0 and "pairs" in json.loads(out)
 
@@ -566,7 +569,7 @@ def test_the_sft_example_config_uses_the_sft_demo_set():
     config = load_config(REPO / "examples" / "sft-then-dpo.sft.yaml")
     assert config.stage == "sft" and config.data.train_files == ["demo:sft"]
     train, _ = load_sft_from_config(config.data, config.training.seed)
-    assert len(train.examples) == 301
+    assert len(train.examples) == DEMO_SFT_EXAMPLES
 
 
 # ---------------------------------------------------------------- SFT batches on the tiny model
