@@ -28,7 +28,6 @@ def test_lines_come_every_so_often_and_at_the_end(capsys):
     assert capsys.readouterr().err == ""
 
 
-
 def test_the_cli_in_a_log_silences_library_bars():
     """Bars dpokit does not draw (transformers' GGUF conversion is plain tqdm) stay out of a log."""
     import os

@@ -403,7 +403,8 @@ def test_load_sft_from_config_splits_eval_like_load_from_config():
     cfg = DataConfig(train_files=["demo:sft"], eval_fraction=0.1)
     train, evaluation = load_sft_from_config(cfg, seed=5)
     again, evaluation_again = load_sft_from_config(cfg, seed=5)
-    assert len(evaluation.examples) == round(DEMO_SFT_EXAMPLES * 0.1) and len(train.examples) + len(evaluation.examples) == DEMO_SFT_EXAMPLES
+    assert len(evaluation.examples) == round(DEMO_SFT_EXAMPLES * 0.1)
+    assert len(train.examples) + len(evaluation.examples) == DEMO_SFT_EXAMPLES
     assert conversations(evaluation) == conversations(evaluation_again)
     assert not {e.source for e in train.examples} & {e.source for e in evaluation.examples}
     other = load_sft_from_config(cfg, seed=6)[1]

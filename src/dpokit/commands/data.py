@@ -49,6 +49,11 @@ def _add_loading_flags(p) -> None:
     p.add_argument("--config", metavar="YAML", help="take data settings from this config (flags override)")
 
 
+# `data convert --split`'s defaults; the flags default to None so that giving them without
+# --split can be refused.
+SPLIT_EVAL_FRACTION = 0.1
+SPLIT_SEED = 42
+
 def add_parser(sub, name: str, help_text: str) -> None:
     p = sub.add_parser(name, help=help_text, description=help_text)
     actions = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -79,8 +84,8 @@ def add_parser(sub, name: str, help_text: str) -> None:
                               "with train and once with eval (same --eval-fraction and --seed) for two "
                               "files that share no prompt")
     convert.add_argument("--eval-fraction", type=float, metavar="F",
-                         help="share of prompts the eval side holds (with --split; default 0.1)")
-    convert.add_argument("--seed", type=int, help="seed of the split (with --split; default 42)")
+                         help=f"share of prompts the eval side holds (with --split; default {SPLIT_EVAL_FRACTION})")
+    convert.add_argument("--seed", type=int, help=f"seed of the split (with --split; default {SPLIT_SEED})")
     p.set_defaults(func=run)
 
 
@@ -239,8 +244,8 @@ def _one_side(items: list, args, noun: str) -> tuple[list, str]:
     from dpokit.data.load import split_off_eval
     from dpokit.data.report import prompt_key
 
-    fraction = 0.1 if args.eval_fraction is None else args.eval_fraction
-    seed = 42 if args.seed is None else args.seed
+    fraction = SPLIT_EVAL_FRACTION if args.eval_fraction is None else args.eval_fraction
+    seed = SPLIT_SEED if args.seed is None else args.seed
     if not 0 < fraction < 1:
         raise DpokitError(f"--eval-fraction {fraction}: must be between 0 and 1",
                           "give a share of the prompts, e.g. --eval-fraction 0.1")
