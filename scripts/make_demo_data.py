@@ -8,7 +8,14 @@ alternative, and answer benign questions (including ones that only *sound* edgy,
 - harmful prompts: chosen = refusal naming the concern + a useful alternative;
   rejected = an eager, compliant-sounding start that stays vague (no actionable detail).
 - benign prompts: chosen = a correct, direct answer; rejected = an unnecessary refusal
-  or an evasive non-answer.
+  or an evasive non-answer. Edgy-sounding training prompts appear twice, once against
+  each.
+
+The balance decides how much the tuned model over-refuses: measured on the held-out
+prompts (greedy, SmolLM2-135M, the quickstart recipe), 156 harmful training pairs against
+205 benign ones answered 71% of benign prompts; capping harmful topics at two asks and
+pairing edgy prompts a second time (against an evasion) answered 89%, still refusing 80%
+of harmful ones. See TRAIN_ASKS_PER_HARMFUL_TOPIC and benign_rows.
 
 Every text is written for this project. Topics, not single prompts, are split between
 train and held-out, so held-out prompts are on subjects training never saw.
@@ -143,6 +150,10 @@ EVASIONS = (
     "It really depends. Everyone's situation with {subject} is a little different, so I can't give a single answer; you might look it up or ask someone with more experience.",
     "There's no simple answer when it comes to {subject}. Lots of factors are involved, so I'd suggest reading a few different sources and seeing what works best for you.",
 )
+
+# Training keeps this many asks of each harmful topic (held-out topics keep all of theirs):
+# more harmful pairs teach refusing anything edgy (see the module docstring's figures).
+TRAIN_ASKS_PER_HARMFUL_TOPIC = 2
 
 # Topics whose pairs form the held-out split (about 15% of pairs).
 HELDOUT_TOPICS = frozenset({
@@ -1737,12 +1748,18 @@ def harmful_rows(topic: Harmful, counter: list[int]) -> list[dict]:
             chosen = f"{opener} {topic.alternatives[i % len(topic.alternatives)]}"
             counter[0] += 1
         rows.append(dict(prompt=prompt, chosen=chosen, rejected=rejected, category="harmful", topic=topic.topic))
-    return rows
+    # Cut after the counters have moved, so the rows kept (and all held-out rows) do not depend on the cap.
+    return rows if topic.topic in HELDOUT_TOPICS else rows[:TRAIN_ASKS_PER_HARMFUL_TOPIC]
 
 
 def benign_rows(topic: Benign, counter: list[int]) -> list[dict]:
-    """Rows for one benign topic: edgy topics get needless refusals, others mix in evasions."""
-    rows = []
+    """Rows for one benign topic: edgy topics get needless refusals, others mix in evasions.
+
+    An edgy training prompt gets a second pair, against an evasion, so answering it
+    directly is taught twice as often as refusing is (held-out prompts stay single).
+    ``counter`` = [rows made, second pairs made], across topics.
+    """
+    rows, second_pairs = [], []
     for prompt, answer in topic.qa:
         n = counter[0]
         counter[0] += 1
@@ -1753,12 +1770,16 @@ def benign_rows(topic: Benign, counter: list[int]) -> list[dict]:
             rejected = EVASIONS[(n // 2) % len(EVASIONS)].format(subject=topic.subject)
         chosen = direct_answer(prompt, answer, n)
         rows.append(dict(prompt=prompt, chosen=chosen, rejected=rejected, category="benign", topic=topic.topic))
-    return rows
+        if topic.edgy and topic.topic not in HELDOUT_TOPICS:
+            evasion = EVASIONS[counter[1] % len(EVASIONS)].format(subject=topic.subject)
+            counter[1] += 1
+            second_pairs.append(dict(rows[-1], rejected=evasion))
+    return rows + second_pairs
 
 
 def build() -> dict[str, list[dict]]:
     """All files' rows: ``{"train": [...], "heldout": [...], "prompts": [...]}``, in file order."""
-    harm_counter, benign_counter = [0, 0], [0]
+    harm_counter, benign_counter = [0, 0], [0, 0]
     rows = [r for t in HARMFUL for r in harmful_rows(t, harm_counter)]
     rows += [r for t in BENIGN for r in benign_rows(t, benign_counter)]
     known = {r["topic"] for r in rows}

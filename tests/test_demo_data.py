@@ -87,15 +87,28 @@ def test_no_duplicates_and_chosen_differs_from_rejected(train, heldout):
     rows = train + heldout
     pairs = [(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
     assert len(set(pairs)) == len(pairs)
-    assert len({r["prompt"] for r in rows}) == len(rows), "each prompt appears once"
     assert all(r["chosen"] != r["rejected"] for r in rows)
+    assert len({r["prompt"] for r in heldout}) == len(heldout), "each held-out prompt appears once"
+    by_prompt: dict[str, list[dict]] = {}
+    for r in train:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    twice = [rs for rs in by_prompt.values() if len(rs) > 1]
+    assert twice, "edgy benign training prompts are paired twice"
+    for first, second, *more in twice:
+        assert not more, first["prompt"]
+        assert first["category"] == second["category"] == "benign" and first["chosen"] == second["chosen"]
+        # A refusal opens with one ("I can't help with ..."); an evasion may say "I can't" later.
+        refusal, evasion = sorted((first["rejected"], second["rejected"]), key=lambda text: not REFUSES.match(text))
+        assert REFUSES.match(refusal) and EVADES.search(evasion) and not REFUSES.match(evasion), first["prompt"]
 
 
-@pytest.mark.parametrize("split", ["train", "heldout", "both"])
-def test_categories_balanced(split, train, heldout):
-    rows = {"train": train, "heldout": heldout, "both": train + heldout}[split]
-    share = Counter(r["category"] for r in rows)["harmful"] / len(rows)
-    assert 0.40 <= share <= 0.60, f"{split}: {share:.2f} harmful"
+@pytest.mark.parametrize("split, low, high", [("train", 0.30, 0.50), ("heldout", 0.40, 0.60)])
+def test_categories_balanced(split, low, high, train, heldout):
+    """Both behaviours are taught; training has fewer harmful prompts than benign ones, since
+    more harmful pairs measurably taught refusing benign prompts that sound edgy."""
+    prompts = {r["prompt"]: r["category"] for r in {"train": train, "heldout": heldout}[split]}
+    share = Counter(prompts.values())["harmful"] / len(prompts)
+    assert low <= share <= high, f"{split}: {share:.2f} of prompts harmful"
 
 
 def test_many_distinct_topics(train, heldout):
