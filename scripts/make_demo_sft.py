@@ -1,9 +1,9 @@
 """Write dpokit's demo SFT set (``demo:sft``) from the demo preference train set.
 
-Each pair of ``src/dpokit/data/demo/train.jsonl`` becomes one line of ``sft.jsonl`` in chat
-``messages`` form: the pair's prompt as the user turn and its *chosen* answer as the
-assistant turn, with the pair's ``category`` and ``topic`` kept; same order, nothing else
-changed. SFT on it is the first stage of examples/sft-then-dpo.sft.yaml: the model learns the
+Each prompt of ``src/dpokit/data/demo/train.jsonl`` becomes one line of ``sft.jsonl`` in chat
+``messages`` form: the prompt as the user turn and its *chosen* answer as the assistant turn,
+with the pair's ``category`` and ``topic`` kept; in the order prompts first appear (a prompt
+paired twice, against two rejected answers, gives one example), nothing else changed. SFT on it is the first stage of examples/sft-then-dpo.sft.yaml: the model learns the
 preferred answers, then DPO (on the pairs themselves) pushes them above the rejected ones.
 
 Deterministic: the same train.jsonl always gives a byte-identical sft.jsonl. Re-run it
@@ -35,7 +35,10 @@ def sft_row(pair: dict) -> dict:
 def render(train_text: str) -> str:
     """The text of sft.jsonl for the text of train.jsonl (one JSON object per line, UTF-8)."""
     pairs = [json.loads(line) for line in train_text.splitlines() if line.strip()]
-    return "".join(json.dumps(sft_row(pair), ensure_ascii=False) + "\n" for pair in pairs)
+    first_pairs = {}
+    for pair in pairs:
+        first_pairs.setdefault((pair["prompt"], pair["chosen"]), pair)
+    return "".join(json.dumps(sft_row(pair), ensure_ascii=False) + "\n" for pair in first_pairs.values())
 
 
 def main(argv: list[str] | None = None) -> int:

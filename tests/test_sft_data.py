@@ -28,9 +28,10 @@ from dpokit.errors import DpokitError
 
 REPO = Path(__file__).resolve().parents[1]
 SFT = Path(__file__).parent / "data" / "sft"
-# demo:sft has one example per demo:train pair (scripts/make_demo_sft.py)
-DEMO_SFT_EXAMPLES = sum(1 for line in resources.files("dpokit.data.demo").joinpath("train.jsonl")
-                        .read_text(encoding="utf-8").splitlines() if line.strip())
+# demo:sft has one example per distinct demo:train prompt, in order of first appearance
+# (scripts/make_demo_sft.py): edgy benign prompts are paired twice in train.jsonl.
+DEMO_SFT_EXAMPLES = len({json.loads(line)["prompt"] for line in resources.files("dpokit.data.demo")
+                         .joinpath("train.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()})
 BROKEN = SFT / "broken"
 REGISTRY = SFT / "dataset_info.json"
 
@@ -40,6 +41,17 @@ from test_data_formats import assistant, system, user  # noqa: E402  (shared mes
 
 def conversations(result) -> list[tuple[list[dict], list[dict]]]:
     return [(e.prompt, e.completion) for e in result.examples]
+
+
+def first_pair_per_answer(pairs):
+    """The pairs demo:sft is made from: the first pair of each distinct (prompt, chosen)."""
+    seen, first = set(), []
+    for pair in pairs:
+        key = json.dumps([pair.prompt, pair.chosen])
+        if key not in seen:
+            seen.add(key)
+            first.append(pair)
+    return first
 
 
 def load_error(sources, **kwargs) -> DpokitError:
@@ -214,8 +226,10 @@ def test_preference_files_give_their_prompts_and_chosen_answers():
     pairs = load_preference_data(["demo:train"]).pairs
     result = load_sft_data(["demo:train"])
     assert result.format == "standard"
-    assert conversations(result) == [(p.prompt, p.chosen) for p in pairs]
-    assert [e.meta for e in result.examples] == [p.meta for p in pairs]
+    distinct = first_pair_per_answer(pairs)  # a prompt paired twice with one chosen answer is one example
+    assert conversations(result) == [(p.prompt, p.chosen) for p in distinct]
+    assert [e.meta for e in result.examples] == [p.meta for p in distinct]
+    assert result.dropped == {"duplicate_example": len(pairs) - len(distinct)} and len(distinct) < len(pairs)
 
 
 def test_sft_keeps_pairs_with_identical_answers_and_ranked_data_gives_the_best(tmp_path):
@@ -422,7 +436,7 @@ def test_load_sft_from_config_splits_eval_like_load_from_config():
                                       {"max_length": 48, "max_prompt_length": 24}])
 def test_sft_tokens_are_the_pairs_prompt_and_chosen_tokens(tokenizer, settings):
     cfg = DataConfig(**settings)
-    pairs, pair_stats = tokenize_pairs(load_preference_data(["demo:train"]).pairs, tokenizer, cfg)
+    pairs, pair_stats = tokenize_pairs(first_pair_per_answer(load_preference_data(["demo:train"]).pairs), tokenizer, cfg)
     examples, stats = tokenize_sft(load_sft_data(["demo:sft"]).examples, tokenizer, cfg)
     assert [(e.prompt_ids, e.chosen_ids) for e in examples] == [(p.prompt_ids, p.chosen_ids) for p in pairs]
     assert all(e.rejected_ids == [] for e in examples)
@@ -544,8 +558,10 @@ def test_demo_sft_is_in_sync_with_the_demo_train_set():
     assert (demo / "sft.jsonl").read_text(encoding="utf-8") == script.render((demo / "train.jsonl").read_text(encoding="utf-8"))
     sft = load_sft_data(["demo:sft"])
     assert sft.format == "messages" and not sft.dropped
-    assert conversations(sft) == conversations(load_sft_data(["demo:train"]))
-    assert [e.meta for e in sft.examples] == [p.meta for p in load_preference_data(["demo:train"]).pairs]
+    distinct = first_pair_per_answer(load_preference_data(["demo:train"]).pairs)
+    assert len(distinct) == DEMO_SFT_EXAMPLES < len(load_preference_data(["demo:train"]).pairs)
+    assert conversations(sft) == [(p.prompt, p.chosen) for p in distinct]
+    assert [e.meta for e in sft.examples] == [p.meta for p in distinct]
 
 
 def test_check_mode_notices_a_stale_file(tmp_path, capsys):
