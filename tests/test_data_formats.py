@@ -21,6 +21,7 @@ from dpokit.data.formats import FORMAT_NAMES, detect_format
 from dpokit.data.load import load_from_config, load_preference_data
 from dpokit.data.write import source_path, write_pairs_jsonl
 from dpokit.data.ranking import RatedAnswer, pair_up
+from dpokit.data.types import prompt_key
 from dpokit.errors import DpokitError
 
 DATA = Path(__file__).parent / "data"
@@ -525,12 +526,20 @@ def test_load_from_config_eval_files_split_and_registry():
     train, held = load_from_config(cfg, seed=1)
     again_train, again_held = load_from_config(cfg, seed=1)
     other_train, other_held = load_from_config(cfg, seed=2)
-    assert len(held.pairs) == round(0.1 * len(all_pairs))
+    prompts = {prompt_key(p) for p in train.pairs + held.pairs}
+    assert len(held.pairs) >= round(0.1 * len(prompts))  # whole prompts: about a tenth of the pairs
+    assert not {prompt_key(p) for p in train.pairs} & {prompt_key(p) for p in held.pairs}
     assert as_tuples(held) == as_tuples(again_held) and as_tuples(train) == as_tuples(again_train)
     assert as_tuples(held) != as_tuples(other_held)
     sources = [p.source for p in train.pairs] + [p.source for p in held.pairs]
     assert len(set(sources)) == len(all_pairs)
     assert [p.source for p in held.pairs] == sorted((p.source for p in held.pairs), key=lambda s: int(s.rsplit(":", 1)[1]))
+
+    # demo:train asks each edgy benign prompt in two pairs: both go to the same side
+    train, held = load_from_config(DataConfig(train_files=["demo:train"], eval_fraction=0.2), seed=3)
+    held_prompts = {prompt_key(p) for p in held.pairs}
+    assert held_prompts and not {prompt_key(p) for p in train.pairs} & held_prompts
+    assert len(held.pairs) > len(held_prompts)  # some held-out prompts came with both their pairs
 
     cfg = DataConfig(train_files=["my_alpaca"], registry=str(REGISTRY), max_samples=1)
     train, held = load_from_config(cfg)

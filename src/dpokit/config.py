@@ -85,7 +85,7 @@ class DataConfig(_Section):
     """Files or dirs; ``demo:train`` / ``demo:heldout`` are the bundled demo set."""
     eval_files: list[str] = Field(default_factory=list)
     eval_fraction: float = Field(0.0, ge=0, lt=1)
-    """Held-out fraction of the train data used for eval when no eval_files are given."""
+    """Held-out fraction of the train prompts used for eval when no eval_files are given (whole prompts)."""
     format: str = "auto"
     columns: dict[str, str] = Field(default_factory=dict)
     """Column map, e.g. ``{prompt: question, chosen: chatgpt, rejected: llama2-13b-chat}``."""

@@ -242,7 +242,7 @@ def run_convert(args) -> int:
 def _one_side(items: list, args, noun: str) -> tuple[list, str]:
     """The ``--split`` side of ``items``, and the words that say which side it is."""
     from dpokit.data.load import split_off_eval
-    from dpokit.data.report import prompt_key
+    from dpokit.data.types import prompt_key
 
     fraction = SPLIT_EVAL_FRACTION if args.eval_fraction is None else args.eval_fraction
     seed = SPLIT_SEED if args.seed is None else args.seed

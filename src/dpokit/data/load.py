@@ -50,7 +50,7 @@ from dpokit.data.ranking import PAIR_STRATEGIES
 from dpokit.data.readers import RawRecord, data_files, is_saved_dataset, read_records
 from dpokit.data.registry import read_registry, resolve_dataset
 from dpokit.data.sft_formats import SFT_FORMAT_NAMES, SFT_ONLY_FORMATS, detect_sft_format
-from dpokit.data.types import LoadResult, SftLoadResult
+from dpokit.data.types import LoadResult, SftLoadResult, prompt_key
 from dpokit.errors import DpokitError
 
 __all__ = ["FORMAT_NAMES", "SFT_FORMAT_NAMES", "DEMO_SETS", "load_preference_data", "load_from_config",
@@ -150,8 +150,9 @@ def _load(kind: Kind, sources: Sequence[str], *, format: str, columns: Mapping[s
 def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, LoadResult | None]:
     """Train and eval data as a config describes them.
 
-    Eval comes from ``data.eval_files`` when given; else ``data.eval_fraction`` of the train
-    pairs is held out by a seeded shuffle (same seed, same split; both parts keep file order);
+    Eval comes from ``data.eval_files`` when given; else about ``data.eval_fraction`` of the
+    train pairs is held out by a seeded shuffle of the distinct prompts, so that a prompt asked
+    by several pairs is on one side only (same seed, same split; both parts keep file order);
     else there is no eval (None). After a split the train result keeps the load counts
     (records, dropped, errors) and the eval result's ``records`` is its number of pairs.
     ``data.max_samples`` caps the train load and the eval files' load each (before a split).
@@ -161,7 +162,7 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
         return train, load_preference_data(data_cfg.eval_files, **_config_options(data_cfg))
     if not data_cfg.eval_fraction:
         return train, None
-    train.pairs, eval_pairs = split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs")
+    train.pairs, eval_pairs = split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs", group=prompt_key)
     return train, LoadResult(pairs=eval_pairs, format=train.format, records=len(eval_pairs))
 
 
@@ -169,7 +170,7 @@ def load_sft_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[SftLoadR
     """SFT train and eval examples as a config describes them (``stage: sft``).
 
     The same rules as :func:`load_from_config`: ``data.eval_files``, else a seeded
-    ``data.eval_fraction`` of the train examples (the same split for the same seed), else no
+    ``data.eval_fraction`` of the train examples' prompts (the same split for the same seed), else no
     eval; ``data.max_samples`` caps each load. Files may be SFT or preference data.
     """
     train = load_sft_data(data_cfg.train_files, **_config_options(data_cfg))
@@ -177,7 +178,8 @@ def load_sft_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[SftLoadR
         return train, load_sft_data(data_cfg.eval_files, **_config_options(data_cfg))
     if not data_cfg.eval_fraction:
         return train, None
-    train.examples, eval_examples = split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples")
+    train.examples, eval_examples = split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples",
+                                                   group=prompt_key)
     return train, SftLoadResult(examples=eval_examples, format=train.format, records=len(eval_examples))
 
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from dpokit.data.tokenize import TokenizedPair, TokenizeStats
-from dpokit.data.types import LoadResult, PreferencePair, SftExample, SftLoadResult
+from dpokit.data.types import LoadResult, PreferencePair, SftExample, SftLoadResult, prompt_key
 
 if TYPE_CHECKING:
     from dpokit.config import DataConfig
@@ -86,12 +86,6 @@ def length_comparison(tokenized: Sequence[TokenizedPair]) -> dict[str, Any]:
         "mean_rejected_tokens": round(float(rejected.mean()), 1),
         "mean_difference": round(float((chosen - rejected).mean()), 1),
     }
-
-
-def prompt_key(pair: PreferencePair | SftExample) -> tuple[tuple[str, str], ...]:
-    """The prompt's turns, system message left out, with whitespace collapsed and case folded."""
-    return tuple((m["role"], " ".join(str(m["content"]).split()).casefold())
-                 for m in pair.prompt if m["role"] != "system")
 
 
 def _prompt_text(pair: PreferencePair | SftExample) -> str:

@@ -394,8 +394,8 @@ def check_train_eval_overlap(facts: RunFacts, report: Mapping[str, Any]) -> Opti
         f"{count} of {total} eval {'pairs' if facts.dpo else 'examples'} ({count / total:.0%}) ask a prompt the "
         f"train data also asks{example}: "
         "eval figures on them measure memory, not generalisation",
-        "remove those prompts from one side, or hold out whole prompts: data.eval_fraction splits pairs, so the "
-        "pairs of one prompt can land on both sides",
+        "remove those prompts from one side, or hold out whole prompts: data.eval_fraction (instead of "
+        "data.eval_files) or `dpokit data convert --split` keep each prompt on one side",
     )
 
 
