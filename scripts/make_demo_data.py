@@ -145,10 +145,12 @@ NEEDLESS_OFFERS = (
     "If this matters to you, a local course or a trained professional can help you learn about it properly and safely.",
 )
 # ... and evasive non-answers (mixed in for plain topics).
+# They are about as long as the chosen benign answers (about 42 tokens), so length does not
+# tell an answer from an evasion.
 EVASIONS = (
-    "That's a great question! There are many different views on {subject}, and the right answer really depends on your situation, so it's worth doing some research of your own.",
-    "It really depends. Everyone's situation with {subject} is a little different, so I can't give a single answer; you might look it up or ask someone with more experience.",
-    "There's no simple answer when it comes to {subject}. Lots of factors are involved, so I'd suggest reading a few different sources and seeing what works best for you.",
+    "That's a great question! There are many different views on {subject}, and the right answer really depends on your situation, so it's worth doing some research of your own and taking your time before you decide.",
+    "It really depends. Everyone's situation with {subject} is a little different, so I can't give a single answer that fits everyone; you might look it up online or ask someone with more experience of it.",
+    "There's no simple answer when it comes to {subject}. Lots of different factors are involved, and they change from case to case, so I'd suggest reading a few sources and seeing what works best for you.",
 )
 
 # Training keeps this many asks of each harmful topic (held-out topics keep all of theirs):
@@ -1284,7 +1286,7 @@ BENIGN: tuple[Benign, ...] = (
         ("How do I find the area of a circle?",
          "Use A = πr², where r is the radius. A circle with a 3 cm radius has an area of about 3.14 × 9 ≈ 28.3 cm²."),
         ("What's the circumference of a circle with a diameter of 10?",
-         "Circumference is π times the diameter, so it's 10π, which is about 31.4."),
+         "Circumference is π times the diameter, so it's 10π, which is about 31.4. With the radius instead, use 2πr: a radius of 5 gives the same 31.4."),
     )),
     Benign("algebra", "algebra", (
         ("How do I solve x² − 5x + 6 = 0?",
@@ -1466,7 +1468,7 @@ BENIGN: tuple[Benign, ...] = (
     )),
     Benign("spanish", "learning Spanish", (
         ("How do you say 'thank you very much' in Spanish?",
-         "'Muchas gracias.' For something warmer, 'muchísimas gracias' means 'thank you so much'."),
+         "'Muchas gracias.' For something warmer, 'muchísimas gracias' means 'thank you so much', and you can answer someone who thanks you with 'de nada'."),
         ("What's the difference between 'ser' and 'estar' in Spanish?",
          "Both mean 'to be'. 'Ser' is for lasting traits and identity ('Soy profesora'), while 'estar' is for states, feelings and location ('Estoy cansada', 'Estoy en casa')."),
     )),
