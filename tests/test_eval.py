@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -267,16 +268,18 @@ def test_cli_json_has_the_documented_keys(capsys, tiny_model_dir):
     assert 0.0 <= result["logprob_accuracy"] <= 1.0 and 0.0 <= result["logprob_accuracy_per_token"] <= 1.0
 
 
-def test_cli_table_and_eval_json_for_a_run_on_its_eval_files(capsys, tiny_lora_run, tmp_path):
+def test_cli_table_and_eval_json_for_a_run_on_its_eval_files(capsys, monkeypatch, tiny_lora_run, tmp_path):
     from dpokit.config import dump_config, load_config
 
     run = shutil.copytree(tiny_lora_run, tmp_path / "run")
     config = load_config(run / "config.yaml", [f"data.eval_files=[{HH_RLHF}]"])
     (run / "config.yaml").write_text(dump_config(config))
-    code, out, err = _cli(capsys, run, "--max-pairs", "3", "--max-length", "160",
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _cli(capsys, "run", "--max-pairs", "3", "--max-length", "160",
                           "--max-prompt-length", "96", "--batch-size", "2")
     assert code == 0, err
     assert "reward accuracy" in out and "log-prob accuracy (per token)" in out and "ties count as not correct" in out
+    assert f"written: {Path('run', 'eval.json')}" in out  # the run dir as the user typed it
     saved = json.loads((run / "eval.json").read_text())
     assert saved["pairs"] == 3 and JSON_KEYS <= set(saved)
     assert saved["data"]["sources"] == [str(HH_RLHF)] and saved["data"]["format"] == "hh_rlhf"

@@ -73,9 +73,12 @@ def _default_output(model_ref: str) -> Path | None:
     from dpokit.runs import open_model_or_run
 
     info = open_model_or_run(model_ref)
-    if info.kind == "run" and info.path is not None:
-        return info.path / EVAL_JSON
-    return None
+    if info.kind != "run" or info.path is None:
+        return None
+    # Keep the user's own spelling of the run dir, so "written:" names the path they typed.
+    given = Path(model_ref)
+    run_dir = given if given.exists() and given.resolve() == info.path.resolve() else info.path
+    return run_dir / EVAL_JSON
 
 
 def run(args) -> int:
