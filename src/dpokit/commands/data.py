@@ -242,14 +242,13 @@ def run_convert(args) -> int:
 def _one_side(items: list, args, noun: str) -> tuple[list, str]:
     """The ``--split`` side of ``items``, and the words that say which side it is."""
     from dpokit.data.load import split_off_eval
-    from dpokit.data.types import prompt_key
 
     fraction = SPLIT_EVAL_FRACTION if args.eval_fraction is None else args.eval_fraction
     seed = SPLIT_SEED if args.seed is None else args.seed
     if not 0 < fraction < 1:
         raise DpokitError(f"--eval-fraction {fraction}: must be between 0 and 1",
                           "give a share of the prompts, e.g. --eval-fraction 0.1")
-    train, held_out = split_off_eval(items, fraction, seed, noun, group=prompt_key, setting="--eval-fraction")
+    train, held_out = split_off_eval(items, fraction, seed, noun, setting="--eval-fraction")
     side = train if args.split == "train" else held_out
     note = (f" (the {args.split} side of --eval-fraction {fraction} --seed {seed}: "
             f"{len(train)} train / {len(held_out)} eval {noun}, no prompt on both)")

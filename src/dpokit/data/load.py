@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from dpokit.config import DataConfig
 from dpokit.data.collect import DEMO_SETS, PREFERENCE, PREFERENCE_DEMO_SETS, SFT, SFT_DEMO_SETS, Collector, Kind
@@ -162,7 +162,7 @@ def load_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[LoadResult, 
         return train, load_preference_data(data_cfg.eval_files, **_config_options(data_cfg))
     if not data_cfg.eval_fraction:
         return train, None
-    train.pairs, eval_pairs = split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs", group=prompt_key)
+    train.pairs, eval_pairs = split_off_eval(train.pairs, data_cfg.eval_fraction, seed, "pairs")
     return train, LoadResult(pairs=eval_pairs, format=train.format, records=len(eval_pairs))
 
 
@@ -178,8 +178,7 @@ def load_sft_from_config(data_cfg: DataConfig, seed: int = 42) -> tuple[SftLoadR
         return train, load_sft_data(data_cfg.eval_files, **_config_options(data_cfg))
     if not data_cfg.eval_fraction:
         return train, None
-    train.examples, eval_examples = split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples",
-                                                   group=prompt_key)
+    train.examples, eval_examples = split_off_eval(train.examples, data_cfg.eval_fraction, seed, "examples")
     return train, SftLoadResult(examples=eval_examples, format=train.format, records=len(eval_examples))
 
 
@@ -195,16 +194,14 @@ def _config_options(data_cfg: DataConfig) -> dict[str, Any]:
 
 
 def split_off_eval(items: list, fraction: float, seed: int, noun: str,
-                   group: Optional[Callable[[Any], Hashable]] = None,
                    setting: str = "data.eval_fraction") -> tuple[list, list]:
-    """(train, eval): a seeded ``fraction`` of ``items`` held out; both parts keep their order.
-
-    With ``group`` (item -> key, e.g. its prompt), whole groups are held out, so no key is on
-    both sides; the eval part then holds about ``fraction`` of the items. ``setting`` names
-    where the fraction came from, for the error.
+    """(train, eval): a seeded ``fraction`` of the distinct prompts of ``items`` (pairs or SFT
+    examples) held out whole, so no prompt is on both sides; the eval part holds about
+    ``fraction`` of the items, and both parts keep their order. ``setting`` names where the
+    fraction came from, for the error.
     """
     total = len(items)
-    keys = [group(x) for x in items] if group else list(range(total))
+    keys = [prompt_key(x) for x in items]
     distinct = list(dict.fromkeys(keys))
     n_eval = max(1, round(len(distinct) * fraction))
     if total < 2 or n_eval >= len(distinct):

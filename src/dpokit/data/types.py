@@ -12,13 +12,6 @@ Message = dict[str, str]
 ROLES = ("system", "user", "assistant")
 
 
-def prompt_key(item: "_HasPrompt") -> tuple[tuple[str, str], ...]:
-    """The prompt's turns, system message left out, with whitespace collapsed and case folded:
-    what makes two pairs or examples ask "the same prompt" (eval splits, overlap reports)."""
-    return tuple((m["role"], " ".join(str(m["content"]).split()).casefold())
-                 for m in item.prompt if m["role"] != "system")
-
-
 class _HasPrompt:
     """What pairs and SFT examples say about their ``prompt`` (messages before the answer)."""
 
@@ -33,6 +26,13 @@ class _HasPrompt:
     @property
     def num_user_turns(self) -> int:
         return sum(1 for m in self.prompt if m["role"] == "user")
+
+
+def prompt_key(item: _HasPrompt) -> tuple[tuple[str, str], ...]:
+    """The prompt's turns, system message left out, with whitespace collapsed and case folded:
+    what makes two pairs or examples ask "the same prompt" (eval splits, overlap reports)."""
+    return tuple((m["role"], " ".join(str(m["content"]).split()).casefold())
+                 for m in item.prompt if m["role"] != "system")
 
 
 @dataclass
