@@ -83,7 +83,7 @@ def test_cache_key_covers_tokenisation_dtype_and_the_batches(tiny_model_dir, hom
     config = build_config({"model": {"name_or_path": tiny_model_dir}})
     key = _key(config, tiny_model_dir, examples)
     for override in ("data.max_length=512", "data.max_prompt_length=100", "data.system_prompt=Hi", "model.dtype=bfloat16",
-                     "training.seed=7"):
+                     "training.seed=7", "training.group_by_length=true"):
         other = build_config({"model": {"name_or_path": tiny_model_dir}}, [override])
         assert _key(other, tiny_model_dir, examples) != key, override
     assert _key(config, tiny_model_dir, examples, "bf16") != key

@@ -70,14 +70,14 @@ def _without_timing(record: dict) -> dict:
 def test_sigkill_then_resume_gives_the_same_weights_and_metrics(tmp_path, tiny_model_dir, home):
     """Uninterrupted run vs. a CLI run SIGKILLed once a checkpoint exists and resumed with `latest`.
 
-    LoRA dropout on, gradient accumulation 2, epoch boundaries, eval lines and a logging
-    window that straddles checkpoints: everything that draws random numbers or depends on
-    the position in the data or in the log.
+    LoRA dropout on, length-grouped batches, gradient accumulation 2, epoch boundaries, eval
+    lines and a logging window that straddles checkpoints: everything that draws random
+    numbers or depends on the position in the data or in the log.
     """
     from dpokit.recipe import train
 
     data = write_pairs(tmp_path / "pairs.jsonl", 10)
-    settings = ["lora.dropout=0.1", "training.max_steps=8", "training.save_steps=2", "training.save_total_limit=2",
+    settings = ["lora.dropout=0.1", "training.group_by_length=true", "training.max_steps=8", "training.save_steps=2", "training.save_total_limit=2",
                 "training.gradient_accumulation_steps=2", "data.eval_fraction=0.2", "training.eval_steps=3",
                 "training.learning_rate=2e-3", "training.logging_steps=3"]
     # 8 train pairs, 2 per micro-batch, 2 micro-batches per step: 2 steps per epoch.

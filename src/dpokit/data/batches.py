@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 from itertools import islice
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -26,6 +26,33 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> list[int]:
     import numpy as np
 
     return np.random.default_rng([seed % 2**32, epoch]).permutation(num_examples).tolist()
+
+
+LENGTH_GROUP_BATCHES = 50
+"""Micro-batches per pool that ``length_grouped_order`` sorts by length: large enough to find
+similar lengths, small enough that an epoch still mixes short and long pairs throughout."""
+
+
+def length_grouped_order(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[int]:
+    """An epoch order whose consecutive ``batch_size`` runs hold pairs of similar length.
+
+    The shuffled order of :func:`epoch_order` is cut into pools of ``LENGTH_GROUP_BATCHES``
+    micro-batches; each pool is sorted by length and cut into micro-batches, and the full
+    micro-batches are shuffled again, so long and short batches alternate in no fixed pattern.
+    The ``len(lengths) % batch_size`` left over keep the end, so every other run of
+    ``batch_size`` stays one micro-batch. A pure function of its arguments, like ``epoch_order``.
+    """
+    import numpy as np
+
+    order = epoch_order(len(lengths), seed, epoch)
+    whole = len(order) - len(order) % batch_size
+    pool = batch_size * LENGTH_GROUP_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, whole, pool):
+        ranked = sorted(order[start : min(start + pool, whole)], key=lambda i: -lengths[i])
+        batches += [ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size)]
+    shuffled = np.random.default_rng([seed % 2**32, epoch, 1]).permutation(len(batches)).tolist()
+    return [i for b in shuffled for i in batches[b]] + order[whole:]
 
 
 def step_groups(micro_batches: Iterable[dict], accumulation: int) -> Iterator[list[dict]]:
@@ -64,8 +91,13 @@ class Batches:
 
     def train(self, epoch: int, skip: int = 0):
         """Epoch ``epoch``'s micro-batches on this process, from the ``skip``-th on."""
-        order = epoch_order(len(self.data.train), self.config.training.seed, epoch)
-        return self._loader(self.data.train, order, self.config.training.per_device_train_batch_size, skip)
+        training = self.config.training
+        if training.group_by_length:
+            lengths = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in self.data.train]
+            order = length_grouped_order(lengths, training.per_device_train_batch_size, training.seed, epoch)
+        else:
+            order = epoch_order(len(self.data.train), training.seed, epoch)
+        return self._loader(self.data.train, order, training.per_device_train_batch_size, skip)
 
     def eval(self):
         return self._loader(self.data.eval, list(range(len(self.data.eval))), self.config.training.per_device_eval_batch_size)
