@@ -43,6 +43,9 @@ MAX_NEW_TOKENS = 96
 # Answers are read with the repetition guard off: the figures say what the model does, not
 # what the guard hides.
 MEASURED_REPETITION_WINDOW = 0
+# All held-out prompts in one generate call: on a 2-core CPU one batch of 53 took half the time
+# of four batches of 16 (decoding is bound by reading the weights once per token), same answers.
+GENERATION_BATCH_SIZE = 64
 
 
 def quickstart_config(output_dir: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
@@ -85,7 +88,8 @@ def _evaluate(ref: str, pairs, data_cfg, prompts, *, reference) -> tuple[dict, l
     model, tokenizer, _ = load_for_inference(ref)
     scores = evaluate_preferences(model, tokenizer, pairs, data_cfg, reference=reference, batch_size=16)
     answers = generate_answers(model, Renderer(tokenizer, data_cfg), prompts, max_new_tokens=MAX_NEW_TOKENS,
-                               do_sample=False, repetition_window=MEASURED_REPETITION_WINDOW, batch_size=16)
+                               do_sample=False, repetition_window=MEASURED_REPETITION_WINDOW,
+                               batch_size=GENERATION_BATCH_SIZE)
     _free(model)
     return scores, answers
 
