@@ -4,7 +4,8 @@ One optimizer *step* is ``gradient_accumulation_steps`` micro-batches of
 ``per_device_train_batch_size`` pairs on each process (fewer at an epoch's end). Each
 micro-batch's loss is weighted by its share of the step's pairs (SFT: answer tokens), so a
 step's gradient is that of the mean over the step however it is split. The data order of
-epoch *e* is a pure function of ``(seed, e)``, so a resumed run skips exactly the
+epoch *e* is a pure function of ``(seed, e)`` (and, with ``training.group_by_length``, of
+the pairs' lengths and the batch size), so a resumed run skips exactly the
 micro-batches the killed run had consumed, restores every RNG, and continues bit for bit.
 Metrics are averaged across processes and only the main process writes files.
 

@@ -9,9 +9,10 @@ Modes (``dpo.reference``):
   numbers: the model's identity (:func:`dpokit.fingerprint.model_identity`: its files'
   contents, a hub id's resolved commit), how it is run (dtype, mixed precision,
   quantisation, attention), the tokenised data (every token id, in order), the
-  tokenisation settings, and the batches (layout, batch size, order seed, processes). A
-  beta or learning-rate sweep over the same model and data computes them once. A model
-  whose identity cannot be told (a hub id neither cached nor reachable) is not cached.
+  tokenisation settings, and the batches (layout, batch size, order seed, length grouping,
+  processes). A beta or learning-rate sweep over the same model and data computes them
+  once. A model whose identity cannot be told (a hub id neither cached nor reachable) is
+  not cached.
 * ``adapter``: the policy itself with its LoRA switched off (``disable_adapter()``), per batch.
 * ``{model: PATH}``: a separate frozen model in eval mode, per batch.
 * ``none``: reference-free losses (SimPO, ORPO).
@@ -72,7 +73,8 @@ def cache_key_parts(config: "Config", model_path: str, examples: Sequence["Token
         },
         "batches": {"layout": LAYOUT, "batch_size": batch_size, "processes": num_processes,
                     "order_seed": config.training.seed if shuffled else None,
-                    "grouped_by_length": config.training.group_by_length if shuffled else None},
+                    # Only when on, so the keys of runs without it (and their caches) stay as they were.
+                    **({"grouped_by_length": True} if shuffled and config.training.group_by_length else {})},
         "data": data_fingerprint(examples),
         "pairs": len(examples),
     }

@@ -2,7 +2,8 @@
 
 One optimizer *step* is ``gradient_accumulation_steps`` micro-batches of
 ``per_device_train_batch_size`` pairs on each process (fewer at an epoch's end). The data
-order of epoch *e* is a pure function of ``(seed, e)``, so a resumed run skips exactly the
+order of epoch *e* is a pure function of ``(seed, e)`` (with ``training.group_by_length``,
+of the lengths and the batch size too), so a resumed run skips exactly the
 micro-batches the killed run had consumed. Under ``accelerate launch`` the loaders are
 sharded across processes.
 """
@@ -89,15 +90,19 @@ class Batches:
         loader = self.accelerator.prepare_data_loader(loader)
         return self.accelerator.skip_first_batches(loader, skip) if skip else loader
 
+    def train_order(self, epoch: int) -> list[int]:
+        """The positions of the train pairs in epoch ``epoch``'s order."""
+        training = self.config.training
+        if not training.group_by_length:
+            return epoch_order(len(self.data.train), training.seed, epoch)
+        # A pair's rows are padded to its longer answer (SFT examples have no rejected answer).
+        lengths = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in self.data.train]
+        return length_grouped_order(lengths, training.per_device_train_batch_size, training.seed, epoch)
+
     def train(self, epoch: int, skip: int = 0):
         """Epoch ``epoch``'s micro-batches on this process, from the ``skip``-th on."""
-        training = self.config.training
-        if training.group_by_length:
-            lengths = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in self.data.train]
-            order = length_grouped_order(lengths, training.per_device_train_batch_size, training.seed, epoch)
-        else:
-            order = epoch_order(len(self.data.train), training.seed, epoch)
-        return self._loader(self.data.train, order, training.per_device_train_batch_size, skip)
+        return self._loader(self.data.train, self.train_order(epoch), self.config.training.per_device_train_batch_size,
+                            skip)
 
     def eval(self):
         return self._loader(self.data.eval, list(range(len(self.data.eval))), self.config.training.per_device_eval_batch_size)
