@@ -13,8 +13,9 @@ reads the pairs in dpokit's shuffled order, so the losses should agree).
 Sides: ``trl`` (TRL's defaults: gradient checkpointing on, the reference re-scored every
 step with the adapter off), ``trl-tuned`` (gradient checkpointing off), ``dpokit``
 (``dpokit.recipe.train`` with its defaults: reference log-probs precomputed once on a cold
-cache, chunked log-probs, no gradient checkpointing) and ``dpokit-gc`` (the same with
-gradient checkpointing, TRL's default memory regime).
+cache, chunked log-probs, no gradient checkpointing), ``dpokit-gc`` (the same with
+gradient checkpointing, TRL's default memory regime) and ``dpokit-grouped`` (dpokit with
+``training.group_by_length``: less padding, a different batch order, so its losses differ).
 
     python benchmarks/bench_vs_trl.py                 # 32 pairs, 8 steps, all sides
     python benchmarks/bench_vs_trl.py --pairs 16 --sides dpokit trl --threads 1
@@ -34,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base.part-a.jsonl.gz"
-SIDES = ("trl", "trl-tuned", "dpokit", "dpokit-gc")
+SIDES = ("trl", "trl-tuned", "dpokit", "dpokit-gc", "dpokit-grouped")
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
 BATCH = 4
@@ -97,7 +98,7 @@ def run_trl(pairs_file: Path, model_path: str, steps: int, tuned: bool, work: Pa
     return {"wall_s": wall, "cpu_s": cpu, "losses": losses, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkpointing: bool) -> dict:
+def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkpointing: bool, grouped: bool) -> dict:
     os.environ["DPOKIT_HOME"] = str(work / "dpokit-home")  # a cold reference cache
     from dpokit.config import build_config
     from dpokit.recipe import train
@@ -109,7 +110,8 @@ def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkp
         "data": {"train_files": [str(pairs_file)], "max_length": MAX_LENGTH},
         "dpo": {"beta": BETA, "loss_type": "sigmoid"},
         "training": {"max_steps": steps, "per_device_train_batch_size": BATCH, "learning_rate": LR,
-                     "lr_scheduler_type": "linear", "seed": SEED, "logging_steps": 1, "report_to": []},
+                     "lr_scheduler_type": "linear", "seed": SEED, "logging_steps": 1, "report_to": [],
+                     "group_by_length": grouped},
         "output": {"output_dir": str(work / "dpokit-run")},
     })
     start, cpu = time.perf_counter(), cpu_seconds()
@@ -123,7 +125,8 @@ def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkp
 def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.child.startswith("dpokit"):
-        result = run_dpokit(Path(args.pairs_file), args.model, args.steps, work, args.child == "dpokit-gc")
+        result = run_dpokit(Path(args.pairs_file), args.model, args.steps, work, checkpointing=args.child == "dpokit-gc",
+                            grouped=args.child == "dpokit-grouped")
     else:
         result = run_trl(Path(args.pairs_file), args.model, args.steps, args.child == "trl-tuned", work)
     Path(args.result).write_text(json.dumps(result))
@@ -180,16 +183,20 @@ def main() -> None:
                 continue
             results[side] = json.loads(out.read_text())
             r = results[side]
-            print(f"{side:>10}: wall {r['wall_s']:6.1f} s ({tokens / r['wall_s']:5.1f} tokens/s), CPU {r['cpu_s']:6.1f} s "
+            print(f"{side:>14}: wall {r['wall_s']:6.1f} s ({tokens / r['wall_s']:5.1f} tokens/s), CPU {r['cpu_s']:6.1f} s "
                   f"({tokens / r['cpu_s']:5.1f} tokens/CPU-s), peak RSS {r['peak_rss_mb']:6.0f} MB, "
                   f"loss {r['losses'][0]:.4f} -> {r['losses'][-1]:.4f}", flush=True)
-    for ours_name in ("dpokit", "dpokit-gc"):
+    for ours_name in ("dpokit", "dpokit-gc", "dpokit-grouped"):
         for peer_name in ("trl", "trl-tuned"):
             if ours_name in results and peer_name in results:
                 ours, peer = results[ours_name], results[peer_name]
                 print(f"{ours_name} vs {peer_name}: wall {peer['wall_s'] / ours['wall_s']:.2f}x, "
                       f"CPU {peer['cpu_s'] / ours['cpu_s']:.2f}x, peak RSS {peer['peak_rss_mb'] / ours['peak_rss_mb']:.2f}x "
                       "(peer / dpokit: above 1 means dpokit is better)")
+    if "dpokit" in results and "dpokit-grouped" in results:
+        plain, grouped = results["dpokit"], results["dpokit-grouped"]
+        print(f"dpokit-grouped vs dpokit: wall {plain['wall_s'] / grouped['wall_s']:.2f}x, "
+              f"CPU {plain['cpu_s'] / grouped['cpu_s']:.2f}x (above 1: grouping by length is faster)")
 
 
 if __name__ == "__main__":
