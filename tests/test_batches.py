@@ -78,3 +78,11 @@ def test_batches_train_order_follows_the_setting(stage):
     grouped = Batches(None, build_config({"stage": stage}, ["training.group_by_length=true"]), data)
     rows = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs]
     assert grouped.train_order(1) == length_grouped_order(rows, 4, 42, 1) != plain.train_order(1)
+
+
+def test_eval_order_is_longest_first_only_when_grouping():
+    pairs = [_pair(p, c, r) for p, c, r in [(5, 9, 2), (40, 1, 1), (3, 3, 30), (5, 9, 2)]]
+    data = SimpleNamespace(train=[], eval=pairs, pad_token_id=0)
+    assert Batches(None, build_config({}), data).eval_order() == [0, 1, 2, 3]
+    grouped = Batches(None, build_config({}, ["training.group_by_length=true"]), data)
+    assert grouped.eval_order() == [1, 2, 0, 3]  # rows 42, 33, 14, 14: ties keep dataset order

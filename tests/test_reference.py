@@ -94,6 +94,9 @@ def test_cache_key_covers_tokenisation_dtype_and_the_batches(tiny_model_dir, hom
     # Eval batches are in dataset order: the seed does not matter there.
     seeded = build_config({"model": {"name_or_path": tiny_model_dir}}, ["training.seed=7"])
     assert _key(seeded, tiny_model_dir, examples, shuffled=False) == _key(config, tiny_model_dir, examples, shuffled=False)
+    # ... but length grouping sorts them.
+    grouped = build_config({"model": {"name_or_path": tiny_model_dir}}, ["training.group_by_length=true"])
+    assert _key(grouped, tiny_model_dir, examples, shuffled=False) != _key(config, tiny_model_dir, examples, shuffled=False)
     from dpokit.data import collate
 
     parts = reference.cache_key_parts(config, tiny_model_dir, examples, "no", batch_size=4, shuffled=True)

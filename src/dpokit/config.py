@@ -200,7 +200,8 @@ class TrainingConfig(_Section):
     logprob_chunk_size: int = Field(1024, gt=0)
     """Tokens per chunk when turning hidden states into label log-probs."""
     group_by_length: bool = False
-    """Put pairs of similar length in the same micro-batch (less padding; the order differs from TRL's)."""
+    """Put pairs of similar length in the same micro-batch, and score eval pairs longest first (less padding;
+    the train order differs from TRL's)."""
 
     @field_validator("mixed_precision", mode="before")
     @classmethod

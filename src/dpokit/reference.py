@@ -48,10 +48,10 @@ def cache_key_parts(config: "Config", model_path: str, examples: Sequence["Token
                     *, batch_size: int, shuffled: bool, num_processes: int = 1) -> dict[str, Any]:
     """Everything the cached values depend on, as a JSON-ready dict (kept beside the cache).
 
-    ``batch_size``, ``shuffled`` (train: the seeded epoch-0 order, length-grouped or not;
-    eval: dataset order) and ``num_processes`` say which batches were scored: padding within
-    a batch moves the values in their last bits, and step 1 must be exactly the policy's own
-    forward.
+    ``batch_size``, ``shuffled`` (train: the seeded epoch-0 order; eval: dataset order), the
+    length grouping (either split) and ``num_processes`` say which batches were scored:
+    padding within a batch moves the values in their last bits, and step 1 must be exactly
+    the policy's own forward.
     """
     from dpokit.data.collate import LAYOUT
     from dpokit.fingerprint import data_fingerprint, model_identity
@@ -74,7 +74,7 @@ def cache_key_parts(config: "Config", model_path: str, examples: Sequence["Token
         "batches": {"layout": LAYOUT, "batch_size": batch_size, "processes": num_processes,
                     "order_seed": config.training.seed if shuffled else None,
                     # Only when on, so the keys of runs without it (and their caches) stay as they were.
-                    **({"grouped_by_length": True} if shuffled and config.training.group_by_length else {})},
+                    **({"grouped_by_length": True} if config.training.group_by_length else {})},
         "data": data_fingerprint(examples),
         "pairs": len(examples),
     }

@@ -37,13 +37,9 @@ class PairScores:
 
 def length_sorted_batches(examples: Sequence["TokenizedPair"], pad_token_id: int, batch_size: int) -> list[dict]:
     """Collated batches of ``examples``, longest first (least padding), each with ``index`` ``[B]``."""
-    from dpokit.data.collate import collate_preference
+    from dpokit.data.collate import collate_preference, row_length
 
-    def padded_length(i: int) -> int:
-        ex = examples[i]
-        return len(ex.prompt_ids) + max(len(ex.chosen_ids), len(ex.rejected_ids))
-
-    order = sorted(range(len(examples)), key=padded_length, reverse=True)
+    order = sorted(range(len(examples)), key=lambda i: row_length(examples[i]), reverse=True)
     return [collate_preference([(i, examples[i]) for i in order[start:start + batch_size]], pad_token_id)
             for start in range(0, len(order), batch_size)]
 

@@ -95,9 +95,19 @@ class Batches:
         training = self.config.training
         if not training.group_by_length:
             return epoch_order(len(self.data.train), training.seed, epoch)
-        # A pair's rows are padded to its longer answer (SFT examples have no rejected answer).
-        lengths = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in self.data.train]
+        from dpokit.data.collate import row_length
+
+        lengths = [row_length(p) for p in self.data.train]
         return length_grouped_order(lengths, training.per_device_train_batch_size, training.seed, epoch)
+
+    def eval_order(self) -> list[int]:
+        """Dataset order; longest first with ``training.group_by_length`` (eval figures are means over pairs)."""
+        positions = list(range(len(self.data.eval)))
+        if not self.config.training.group_by_length:
+            return positions
+        from dpokit.data.collate import row_length
+
+        return sorted(positions, key=lambda i: -row_length(self.data.eval[i]))
 
     def train(self, epoch: int, skip: int = 0):
         """Epoch ``epoch``'s micro-batches on this process, from the ``skip``-th on."""
@@ -105,7 +115,7 @@ class Batches:
                             skip)
 
     def eval(self):
-        return self._loader(self.data.eval, list(range(len(self.data.eval))), self.config.training.per_device_eval_batch_size)
+        return self._loader(self.data.eval, self.eval_order(), self.config.training.per_device_eval_batch_size)
 
     def reference_splits(self) -> dict[str, "SplitToScore"]:
         """What the reference precompute scores: epoch 0's train batches and the eval batches."""

@@ -37,6 +37,11 @@ def _split_indices(examples: Sequence[Example]) -> tuple[list[Any], list[int] | 
     return list(examples), None
 
 
+def row_length(pair: "TokenizedPair") -> int:
+    """The width a pair's rows are padded to: its prompt and longer answer (an SFT example has no rejected one)."""
+    return len(pair.prompt_ids) + max(len(pair.chosen_ids), len(pair.rejected_ids))
+
+
 def _pad_rows(rows: list[list[int]], answer_starts: list[int], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad token rows into ``input_ids``, ``attention_mask`` and ``loss_mask``.
 
