@@ -68,7 +68,7 @@ def _pair(prompt, chosen, rejected):
 
 @pytest.mark.parametrize("stage", ["dpo", "sft"])
 def test_batches_train_order_follows_the_setting(stage):
-    """The run's loader order: epoch_order by default, grouped by each pair's padded row length when asked."""
+    """The run's loader order: epoch_order by default, grouped by each pair's row length when asked."""
     rng = np.random.default_rng(1)
     pairs = [_pair(int(p), int(c), int(r) if stage == "dpo" else 0)
              for p, c, r in rng.integers(3, 200, size=(120, 3))]
@@ -76,7 +76,7 @@ def test_batches_train_order_follows_the_setting(stage):
     plain = Batches(None, build_config({"stage": stage}), data)
     assert plain.train_order(0) == epoch_order(len(pairs), 42, 0)
     grouped = Batches(None, build_config({"stage": stage}, ["training.group_by_length=true"]), data)
-    rows = [len(p.prompt_ids) + max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs]
+    rows = [len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs]  # prompt once
     assert grouped.train_order(1) == length_grouped_order(rows, 4, 42, 1) != plain.train_order(1)
 
 
@@ -85,4 +85,4 @@ def test_eval_order_is_longest_first_only_when_grouping():
     data = SimpleNamespace(train=[], eval=pairs, pad_token_id=0)
     assert Batches(None, build_config({}), data).eval_order() == [0, 1, 2, 3]
     grouped = Batches(None, build_config({}, ["training.group_by_length=true"]), data)
-    assert grouped.eval_order() == [1, 2, 0, 3]  # rows 42, 33, 14, 14: ties keep dataset order
+    assert grouped.eval_order() == [1, 2, 0, 3]  # rows 42, 36, 16, 16: ties keep dataset order

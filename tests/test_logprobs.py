@@ -233,3 +233,103 @@ def test_a_model_without_lm_head_is_refused():
     input_ids, attention_mask, loss_mask = _batch(300)
     with pytest.raises(DpokitError, match="decoder body and LM head"):
         sequence_logps(body, input_ids, attention_mask, loss_mask)
+
+
+# ---- the shared-prompt layout: one prompt + chosen + rejected row per pair
+
+def _pairs(seed: int = 6):
+    """Pairs of varied lengths, one with an empty prompt and one with a one-token answer."""
+    from dpokit.data.tokenize import TokenizedPair
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def ids(n):
+        return torch.randint(3, 300, (n,), generator=gen).tolist()
+
+    return [TokenizedPair(ids(p), ids(c), ids(r)) for p, c, r in [(5, 4, 7), (0, 3, 2), (9, 1, 5), (2, 6, 1)]]
+
+
+def _shared_model(attention: str):
+    torch.manual_seed(0)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return LlamaForCausalLM(LlamaConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, num_key_value_heads=1, attn_implementation=attention,
+                                        initializer_range=0.3)).float().eval()  # peaked: context matters
+
+
+def _rows_per_forward(model) -> list[int]:
+    """Records the row count of every forward ``model`` runs."""
+    rows: list[int] = []
+    model.register_forward_pre_hook(lambda _m, _a, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    return rows
+
+
+def _values_and_gradients(model, batch, score):
+    model.zero_grad()
+    logps, counts = score(model, batch)
+    (logps * torch.linspace(-1, 1, logps.numel())).sum().backward()
+    return logps.detach(), counts, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_shared_layout_equals_separate_rows_in_value_and_gradient(attention):
+    from dpokit.data.collate import collate_preference, split_shared_rows
+    from dpokit.logprobs import batch_logps
+
+    model = _shared_model(attention)
+    batch = collate_preference(_pairs(), pad_token_id=0)
+    rows = split_shared_rows(batch)
+    calls = _rows_per_forward(model)
+    shared, shared_counts, shared_grads = _values_and_gradients(model, batch, lambda m, b: batch_logps(m, b, 5))
+    assert calls[-1] == 4  # one row per pair: the shared layout was used (after its first-sight check)
+    split, split_counts, split_grads = _values_and_gradients(
+        model, rows, lambda m, r: sequence_logps(m, r["input_ids"], r["attention_mask"], r["loss_mask"], 5))
+    naive, naive_counts = naive_logps(model, rows["input_ids"], rows["attention_mask"], rows["loss_mask"])
+    torch.testing.assert_close(shared, split, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared, naive.detach(), rtol=1e-5, atol=1e-5)
+    # Chosen then rejected; the empty prompt's answers lose their first token, as in separate rows.
+    assert shared_counts.tolist() == split_counts.tolist() == naive_counts.tolist() == [4, 2, 1, 6, 7, 1, 5, 1]
+    for name, grad in split_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-4, atol=1e-5)
+
+
+def _ignore_4d_masks(model):
+    """A model whose forward drops a 4D mask (as one building its own mask would)."""
+    import functools
+
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def ignoring(*args, **kwargs):
+        if kwargs.get("attention_mask") is not None and kwargs["attention_mask"].dim() == 4:
+            kwargs["attention_mask"] = None
+        return forward(*args, **kwargs)
+
+    model.forward = ignoring
+
+
+@pytest.mark.parametrize("why, breakage", [
+    ("attention implementation", lambda model, monkeypatch: monkeypatch.setattr(
+        "dpokit.logprobs.SHARED_LAYOUT_ATTENTION", ())),
+    ("sliding window", lambda model, monkeypatch: setattr(model.config, "sliding_window", 8)),
+    ("differ from separate rows", lambda model, monkeypatch: _ignore_4d_masks(model)),
+])
+def test_a_model_that_cannot_take_the_shared_layout_gets_separate_rows_and_a_warning(why, breakage, monkeypatch, capsys):
+    from dpokit.data.collate import collate_preference, split_shared_rows
+    from dpokit.logprobs import batch_logps
+
+    model = _shared_model("sdpa")
+    breakage(model, monkeypatch)
+    batch = collate_preference(_pairs(), pad_token_id=0)
+    rows = split_shared_rows(batch)
+    with torch.no_grad():
+        expected, expected_counts = naive_logps(model, rows["input_ids"], rows["attention_mask"], rows["loss_mask"])
+        calls = _rows_per_forward(model)
+        logps, counts = batch_logps(model, batch, chunk_size=5)
+        batch_logps(model, batch, chunk_size=5)
+    torch.testing.assert_close(logps, expected, rtol=1e-5, atol=1e-5)
+    assert counts.tolist() == expected_counts.tolist()
+    assert calls[-1] == 8  # two rows per pair
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and why in warnings[0] and "two rows" in warnings[0]

@@ -14,11 +14,21 @@ hidden states. The model's own logits for the last position are used, on first s
 each model, to check that dpokit's head reproduces them (scale and soft-capping
 included), so an architecture that post-processes logits in an unknown way fails loudly
 instead of training on wrong numbers.
+
+A preference batch in the shared-prompt layout (:mod:`dpokit.data.collate`: one
+``prompt + chosen + rejected`` row per pair) is run with a 4D attention mask and explicit
+position ids, so that each answer is scored as in its own sequence. That needs an
+attention implementation that applies a given mask (``sdpa``, ``eager``) and a model
+whose ``forward`` takes ``position_ids``; on first sight of each model the shared layout
+is also checked against two separate rows on the batch's first pair. Where any of that
+fails, the batch is split into two rows per pair (a warning says so once) and the numbers
+stay right, only slower.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import weakref
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -26,10 +36,24 @@ from typing import Any, Optional
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from dpokit.data.collate import shared_answer_tokens, shared_attention, split_shared_rows
 from dpokit.errors import DpokitError
 
 # Heads already checked against their model's own logits (see _check_head_once).
 _CHECKED_HEADS: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
+# Per model: None when the shared-prompt layout gave the same log-probs as separate rows,
+# else why it cannot be used (see _shared_layout_problem).
+_SHARED_LAYOUT_VERDICT: "weakref.WeakKeyDictionary[torch.nn.Module, Optional[str]]" = weakref.WeakKeyDictionary()
+# Models already warned about falling back to two rows per pair.
+_WARNED_FALLBACK: "weakref.WeakSet[torch.nn.Module]" = weakref.WeakSet()
+
+SHARED_LAYOUT_ATTENTION = ("sdpa", "eager")
+"""Attention implementations that apply a given 4D mask (flash-attention kernels take none)."""
+
+SHARED_LAYOUT_TOLERANCE = 0.05
+"""Largest mean per-token log-prob difference, shared layout vs separate rows, that the
+first-sight check accepts: float32 differs by ~1e-6, bf16 autocast by ~6e-3, a mask the
+model ignores by ~1 or more."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,7 @@ class _Parts:
     head: torch.nn.Module
     transform: LogitTransform
     accepts_logits_to_keep: bool
+    accepts_position_ids: bool
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -111,6 +136,7 @@ def model_parts(model: torch.nn.Module) -> _Parts:
         head=head,
         transform=LogitTransform.from_config(causal_lm.config),
         accepts_logits_to_keep="logits_to_keep" in params,
+        accepts_position_ids="position_ids" in params,
     )
 
 
@@ -171,14 +197,21 @@ def _check_head_once(parts: _Parts, last_hidden: torch.Tensor, model_logits: tor
     _CHECKED_HEADS.add(parts.head)
 
 
-def _forward_hidden(model: torch.nn.Module, parts: _Parts, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Final hidden states ``[N, T, H]`` from one forward through ``model`` (wrappers included)."""
+def _forward_hidden(model: torch.nn.Module, parts: _Parts, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Final hidden states ``[N, T, H]`` from one forward through ``model`` (wrappers included).
+
+    ``attention_mask`` is ``[N, T]`` (1 on real tokens) or a ready 4D mask ``[N, 1, T, T]``;
+    ``position_ids`` ``[N, T]`` or ``None`` (the model counts from 0).
+    """
     captured: dict[str, torch.Tensor] = {}
 
     def grab(_module, _args, output):
         captured["hidden"] = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
 
     kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+    if position_ids is not None:
+        kwargs["position_ids"] = position_ids
     if parts.accepts_logits_to_keep:
         kwargs["logits_to_keep"] = 1  # the head runs on one position only; we do the rest in chunks
     handle = parts.decoder.register_forward_hook(grab)
@@ -194,6 +227,25 @@ def _forward_hidden(model: torch.nn.Module, parts: _Parts, input_ids: torch.Tens
         )
     _check_head_once(parts, hidden[:, -1], outputs.logits[:, -1])
     return hidden
+
+
+def _answer_logps(parts: _Parts, hidden: torch.Tensor, input_ids: torch.Tensor, position: torch.Tensor,
+                  predecessor: torch.Tensor, slot: torch.Tensor, slots: int, chunk_size: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum the log-probs of scored tokens into per-answer slots.
+
+    ``hidden`` ``[N, T, H]`` and ``input_ids`` ``[N, T]``; ``position``, ``predecessor`` and
+    ``slot`` are ``[M]``: the flat index (into ``N * T``) of each scored token, of the hidden
+    state that predicts it, and the answer it belongs to (``0..slots-1``). Returns
+    ``(logps [slots], counts [slots])`` on the head's device.
+    """
+    head_device = parts.head.weight.device if hasattr(parts.head, "weight") else hidden.device
+    selected = hidden.reshape(-1, hidden.shape[-1])[predecessor.to(hidden.device)].to(head_device)  # [M, H]
+    labels = input_ids.reshape(-1)[position.to(input_ids.device)].to(head_device)  # [M]
+    token_logps = chunked_label_logps(selected, labels, parts.head, parts.transform, chunk_size)  # [M]
+    slot = slot.to(head_device)
+    logps = token_logps.new_zeros(slots).index_add(0, slot, token_logps)
+    return logps, torch.bincount(slot, minlength=slots)
 
 
 def sequence_logps(
@@ -221,23 +273,98 @@ def sequence_logps(
     """
     parts = model_parts(model)
     hidden = _forward_hidden(model, parts, input_ids, attention_mask)  # [N, T, H]
-    label_mask = loss_mask[:, 1:].bool() & attention_mask[:, 1:].bool()  # [N, T-1]
-    head_device = parts.head.weight.device if hasattr(parts.head, "weight") else hidden.device
-    label_mask = label_mask.to(hidden.device)
-    selected = hidden[:, :-1][label_mask].to(head_device)  # [M, H]
-    labels = input_ids[:, 1:].to(hidden.device)[label_mask].to(head_device)  # [M]
-    token_logps = chunked_label_logps(selected, labels, parts.head, parts.transform, chunk_size)  # [M]
-    rows = torch.arange(input_ids.shape[0], device=head_device).unsqueeze(1).expand(-1, label_mask.shape[1])
-    row_of_token = rows[label_mask.to(head_device)]  # [M]
-    logps = token_logps.new_zeros(input_ids.shape[0]).index_add(0, row_of_token, token_logps)
-    return logps, label_mask.sum(dim=1).to(head_device)
+    scored = loss_mask.bool() & attention_mask.bool()  # [N, T]
+    scored[:, 0] = False
+    position = scored.reshape(-1).nonzero().squeeze(1)  # [M]
+    return _answer_logps(parts, hidden, input_ids, position, position - 1, position // input_ids.shape[1],
+                         input_ids.shape[0], chunk_size)
+
+
+def _shared_mask(parts: _Parts, segment_ids: torch.Tensor) -> torch.Tensor:
+    """The 4D mask ``[B, 1, T, T]`` the model's attention takes: bool for sdpa, additive float for eager."""
+    allowed = shared_attention(segment_ids)
+    if parts.causal_lm.config._attn_implementation == "sdpa":
+        return allowed
+    dtype = getattr(parts.causal_lm, "dtype", torch.float32)
+    dtype = dtype if dtype.is_floating_point else torch.float32
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def _shared_logps(model: torch.nn.Module, parts: _Parts, batch: dict[str, torch.Tensor], chunk_size: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logps [2B], counts [2B])`` of a shared-prompt batch in one forward over its ``B`` rows."""
+    segment_ids = batch["segment_ids"]
+    hidden = _forward_hidden(model, parts, batch["input_ids"], _shared_mask(parts, segment_ids),
+                             batch["position_ids"])  # [B, T, H]
+    position, predecessor, slot = shared_answer_tokens(segment_ids)
+    return _answer_logps(parts, hidden, batch["input_ids"], position, predecessor, slot,
+                         2 * segment_ids.shape[0], chunk_size)
+
+
+def _split_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logps [2B], counts [2B])`` of a shared-prompt batch scored as ``2B`` separate rows."""
+    rows = split_shared_rows(batch)
+    return sequence_logps(model, rows["input_ids"], rows["attention_mask"], rows["loss_mask"], chunk_size)
+
+
+def _static_shared_problem(parts: _Parts) -> Optional[str]:
+    """Why this model can never take the shared-prompt layout, or ``None``."""
+    implementation = getattr(parts.causal_lm.config, "_attn_implementation", None)
+    if implementation not in SHARED_LAYOUT_ATTENTION:
+        return f"attention implementation {implementation!r} takes no custom mask (sdpa and eager do)"
+    if not parts.accepts_position_ids:
+        return "its forward takes no position_ids"
+    return None
+
+
+def _agrees_with_split_rows(model: torch.nn.Module, parts: _Parts, batch: dict[str, torch.Tensor],
+                            chunk_size: int) -> Optional[str]:
+    """Score the batch's first pair both ways (no grad, eval mode); ``None`` if they agree, else why not."""
+    real = int((batch["segment_ids"][0] >= 0).sum())
+    first = {name: batch[name][:1, :real] for name in ("input_ids", "segment_ids", "position_ids")}
+    was_training = model.training
+    model.eval()  # dropout would make the two passes differ
+    try:
+        with torch.no_grad():
+            shared, counts = _shared_logps(model, parts, first, chunk_size)
+            split, _ = _split_logps(model, first, chunk_size)
+    finally:
+        model.train(was_training)
+    per_token = ((shared - split).abs() / counts.clamp(min=1)).max().item()
+    if not per_token <= SHARED_LAYOUT_TOLERANCE:
+        return f"its log-probs with the shared-prompt mask differ from separate rows by {per_token:.3g} per token"
+    return None
+
+
+def _shared_layout_problem(model: torch.nn.Module, parts: _Parts, batch: dict[str, torch.Tensor],
+                           chunk_size: int) -> Optional[str]:
+    """Why this batch cannot be scored in the shared-prompt layout, or ``None`` when it can."""
+    config = parts.causal_lm.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text, "sliding_window", None)
+    if isinstance(window, int) and batch["input_ids"].shape[1] > window:
+        return f"its rows are longer than the model's sliding window ({window} tokens), which a custom mask bypasses"
+    if parts.causal_lm not in _SHARED_LAYOUT_VERDICT:
+        problem = _static_shared_problem(parts) or _agrees_with_split_rows(model, parts, batch, chunk_size)
+        _SHARED_LAYOUT_VERDICT[parts.causal_lm] = problem
+    return _SHARED_LAYOUT_VERDICT[parts.causal_lm]
 
 
 def batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-answer summed log-probs and token counts of a batch from :mod:`dpokit.data.collate`.
 
     The layout-aware entry point: ``[2B]`` values (chosen answers, then rejected) for a
-    preference batch, ``[B]`` for an SFT batch. A new batch layout (e.g. prefix-shared
-    packing) changes the collate functions and this function, not their callers.
+    preference batch (``segment_ids`` present), ``[B]`` for an SFT batch.
     """
-    return sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"], chunk_size)
+    if "segment_ids" not in batch:
+        return sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"], chunk_size)
+    parts = model_parts(model)
+    problem = _shared_layout_problem(model, parts, batch, chunk_size)
+    if problem is None:
+        return _shared_logps(model, parts, batch, chunk_size)
+    if parts.causal_lm not in _WARNED_FALLBACK:
+        _WARNED_FALLBACK.add(parts.causal_lm)
+        print(f"warning: {type(parts.causal_lm).__name__}: {problem}; scoring each pair as two rows "
+              "(prompt + chosen, prompt + rejected): same numbers, more compute", file=sys.stderr)
+    return _split_logps(model, batch, chunk_size)

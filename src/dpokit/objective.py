@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import torch
 
+from dpokit.data.collate import pair_count
 from dpokit.logprobs import batch_logps
 from dpokit.losses import LOSSES, MEAN_LOGP_LOSSES, REFERENCE_FREE_LOSSES
 
@@ -159,4 +160,4 @@ def loss_weight(config: "Config", batch: dict[str, Tensor]) -> int:
     """
     if config.stage == "sft":
         return int((batch["loss_mask"][:, 1:].bool() & batch["attention_mask"][:, 1:].bool()).sum())
-    return batch["input_ids"].shape[0] // 2
+    return pair_count(batch)

@@ -47,6 +47,7 @@ def train(config: "Config", *, show_progress: bool = True) -> Path:
     from accelerate.utils import set_seed
 
     from dpokit.data.batches import Batches, step_groups
+    from dpokit.data.collate import sequence_tokens
     from dpokit.data.prepare import prepare_data
     from dpokit.devices import make_accelerator, mean_across_processes, sum_across_processes
     from dpokit.doctor import LiveDoctor
@@ -151,7 +152,7 @@ def train(config: "Config", *, show_progress: bool = True) -> Path:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 step["grad_norm"] = float(grad_norm) if grad_norm is not None else float("nan")
-                tokens = int(sum_across_processes(accelerator, sum(b["attention_mask"].sum() for b in group)))
+                tokens = int(sum_across_processes(accelerator, sum(sequence_tokens(b) for b in group)))
                 state.global_step += 1
                 state.tokens_seen += tokens
                 state.batches_in_epoch += len(group)
