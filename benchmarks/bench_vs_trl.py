@@ -14,7 +14,9 @@ Sides: ``trl`` (TRL's defaults: gradient checkpointing on, the reference re-scor
 step with the adapter off), ``trl-tuned`` (gradient checkpointing off), ``dpokit``
 (``dpokit.recipe.train`` with its defaults: reference log-probs precomputed once on a cold
 cache, chunked log-probs, no gradient checkpointing), ``dpokit-gc`` (the same with
-gradient checkpointing, TRL's default memory regime) and ``dpokit-grouped`` (dpokit with
+gradient checkpointing, TRL's default memory regime), ``dpokit-rows`` (dpokit scoring each
+pair as two padded rows, TRL's layout, as it does for a model that cannot take its
+shared-prompt mask: the layout's own gain) and ``dpokit-grouped`` (dpokit with
 ``training.group_by_length``: less padding, a different batch order, so its losses differ).
 
     python benchmarks/bench_vs_trl.py                 # 32 pairs, 8 steps, all sides
@@ -35,7 +37,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HH_RLHF = REPO.parent / "shared" / "data" / "hh-rlhf-harmless-base.part-a.jsonl.gz"
-SIDES = ("trl", "trl-tuned", "dpokit", "dpokit-gc", "dpokit-grouped")
+SIDES = ("trl", "trl-tuned", "dpokit", "dpokit-gc", "dpokit-rows", "dpokit-grouped")
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0}
 BATCH = 4
@@ -98,10 +100,15 @@ def run_trl(pairs_file: Path, model_path: str, steps: int, tuned: bool, work: Pa
     return {"wall_s": wall, "cpu_s": cpu, "losses": losses, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkpointing: bool, grouped: bool) -> dict:
+def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkpointing: bool, grouped: bool,
+               two_rows: bool) -> dict:
     os.environ["DPOKIT_HOME"] = str(work / "dpokit-home")  # a cold reference cache
+    from dpokit import logprobs
     from dpokit.config import build_config
     from dpokit.recipe import train
+
+    if two_rows:  # no attention implementation qualifies: the fallback dpokit takes for flash attention
+        logprobs.SHARED_LAYOUT_ATTENTION = ()
 
     config = build_config({
         "stage": "dpo",
@@ -126,14 +133,15 @@ def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.child.startswith("dpokit"):
         result = run_dpokit(Path(args.pairs_file), args.model, args.steps, work, checkpointing=args.child == "dpokit-gc",
-                            grouped=args.child == "dpokit-grouped")
+                            grouped=args.child == "dpokit-grouped", two_rows=args.child == "dpokit-rows")
     else:
         result = run_trl(Path(args.pairs_file), args.model, args.steps, args.child == "trl-tuned", work)
     Path(args.result).write_text(json.dumps(result))
 
 
 def prepare_pairs(n: int, out: Path) -> None:
-    from dpokit.data.load import load_preference_data, write_pairs_jsonl
+    from dpokit.data.load import load_preference_data
+    from dpokit.data.write import write_pairs_jsonl
 
     result = load_preference_data([str(HH_RLHF)], max_samples=n)
     if len(result.pairs) < n:
@@ -186,13 +194,18 @@ def main() -> None:
             print(f"{side:>14}: wall {r['wall_s']:6.1f} s ({tokens / r['wall_s']:5.1f} tokens/s), CPU {r['cpu_s']:6.1f} s "
                   f"({tokens / r['cpu_s']:5.1f} tokens/CPU-s), peak RSS {r['peak_rss_mb']:6.0f} MB, "
                   f"loss {r['losses'][0]:.4f} -> {r['losses'][-1]:.4f}", flush=True)
-    for ours_name in ("dpokit", "dpokit-gc", "dpokit-grouped"):
+    for ours_name in ("dpokit", "dpokit-gc", "dpokit-rows", "dpokit-grouped"):
         for peer_name in ("trl", "trl-tuned"):
             if ours_name in results and peer_name in results:
                 ours, peer = results[ours_name], results[peer_name]
                 print(f"{ours_name} vs {peer_name}: wall {peer['wall_s'] / ours['wall_s']:.2f}x, "
                       f"CPU {peer['cpu_s'] / ours['cpu_s']:.2f}x, peak RSS {peer['peak_rss_mb'] / ours['peak_rss_mb']:.2f}x "
                       "(peer / dpokit: above 1 means dpokit is better)")
+    if "dpokit" in results and "dpokit-rows" in results:
+        shared, rows = results["dpokit"], results["dpokit-rows"]
+        print(f"dpokit vs dpokit-rows: wall {rows['wall_s'] / shared['wall_s']:.2f}x, "
+              f"CPU {rows['cpu_s'] / shared['cpu_s']:.2f}x, peak RSS {rows['peak_rss_mb'] / shared['peak_rss_mb']:.2f}x "
+              "(above 1: the shared-prompt layout is better)")
     if "dpokit" in results and "dpokit-grouped" in results:
         plain, grouped = results["dpokit"], results["dpokit-grouped"]
         print(f"dpokit-grouped vs dpokit: wall {plain['wall_s'] / grouped['wall_s']:.2f}x, "
