@@ -65,6 +65,7 @@ def test_short_quickstart_run_reports_before_and_after(tmp_path, capsys):
         assert quality[side]["harmful"] + quality[side]["benign"] == len(answered)
         assert 0 <= quality[side]["degenerate"] <= 1
     assert "Held-out preference accuracy" in printed and f"Run directory: {out}" in printed
+    assert "training in fp32" in printed  # conftest pins fp32 (DPOKIT_CPU_BF16=0)
     assert "What the greedy answers do" in printed and "harmful requests refused" in printed
     assert (out / "final" / "adapter_config.json").is_file()
     assert (out / "README.md").is_file()

@@ -393,6 +393,25 @@ def test_bf16_mixed_precision_in_the_same_process_as_fp32_runs(tmp_path, tiny_mo
         lines = train_lines(run)
         assert len(lines) == 2 and lines[0]["loss"] == pytest.approx(LN2, abs=1e-5), name
         assert load_config(run / "config.yaml").training.mixed_precision == precision
+        assert json.loads((run / "run.json").read_text())["mixed_precision"] == precision
+
+
+def test_auto_precision_is_bf16_on_a_cpu_only_where_it_has_bf16_instructions(monkeypatch):
+    from dpokit.devices import CPU_BF16_ENV, resolve_mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+    for avx512_bf16, amx, expected in ((False, False, "no"), (True, False, "bf16"), (False, True, "bf16")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert resolve_mixed_precision("auto") == expected, (avx512_bf16, amx)
+        assert resolve_mixed_precision("no") == "no"
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert resolve_mixed_precision("auto") == "no"  # a torch without the probes: fp32, no error
+    for forced, expected in (("1", "bf16"), ("0", "no")):
+        monkeypatch.setenv(CPU_BF16_ENV, forced)
+        assert resolve_mixed_precision("auto") == expected
 
 
 def test_sft_stage_lowers_the_loss_on_answer_tokens(tmp_path, tiny_model_dir, pairs_file, home):

@@ -149,6 +149,7 @@ def run_quickstart(output_dir: Optional[str] = None, overrides: Optional[list[st
                    show_progress: bool = True) -> dict[str, Any]:
     """Train on the embedded defaults and report before -> after; returns the figures."""
     from dpokit.data.load import load_preference_data
+    from dpokit.devices import resolve_mixed_precision
     from dpokit.models import resolve_model_path
     from dpokit.recipe import train
 
@@ -158,7 +159,10 @@ def run_quickstart(output_dir: Optional[str] = None, overrides: Optional[list[st
     heldout = load_preference_data(config.data.eval_files).pairs
     prompts, categories = heldout_prompts(heldout)
 
-    print(f"dpokit quickstart: DPO + LoRA on {config.model.name_or_path}, demo preference set", flush=True)
+    precision = {"bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(
+        resolve_mixed_precision(config.training.mixed_precision), "fp32")
+    print(f"dpokit quickstart: DPO + LoRA on {config.model.name_or_path}, demo preference set, training in "
+          f"{precision}", flush=True)
     print(f"Scoring {len(heldout)} held-out pairs and answering {len(prompts)} held-out prompts with the base "
           "model...", flush=True)
     before, answers_before = _evaluate(base, heldout, config.data, prompts, reference=None)

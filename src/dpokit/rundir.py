@@ -4,7 +4,8 @@ A run dir is the unit a user keeps: everything needed to resume, evaluate, merge
 reproduce a run is in it, in open formats::
 
     RUN_DIR/config.yaml         the resolved config (the run's settings, not how this invocation got there)
-    RUN_DIR/run.json            {"stage", "base_model", "adapter", "reference", "dpokit_version", ...}
+    RUN_DIR/run.json            {"stage", "base_model", "adapter", "reference", "mixed_precision" (what
+                                `auto` became), "dpokit_version", ...}
     RUN_DIR/data_report.json    what was loaded, dropped and truncated (dpokit.data.report)
     RUN_DIR/metrics.jsonl       one JSON object per logged step (dpokit.metrics_log)
     RUN_DIR/tensorboard/        TensorBoard events
@@ -297,4 +298,5 @@ def write_start_files(run_dir: Path, config: "Config", base_model: str, report: 
         ref = config.dpo.reference
         reference = ref if isinstance(ref, str) else ref.model_dump()
     write_run_json(run_dir, stage=config.stage, base_model=base_model, adapter=config.lora.enabled,
-                   reference=reference, started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **run_json_extra)
+                   reference=reference, mixed_precision=accelerator.mixed_precision,
+                   started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **run_json_extra)
