@@ -27,10 +27,10 @@ from dpokit.rundir import QUICKSTART_JSON
 QUICKSTART_SETTINGS: dict[str, Any] = {
     "stage": "dpo",
     "model": {"name_or_path": "smollm2-135m-instruct"},
-    "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"},
     "data": {"train_files": ["demo:train"], "eval_files": ["demo:heldout"], "max_length": 256,
              "max_prompt_length": 128},
-    "dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "precompute", "rpo_alpha": 0.35},
+    "dpo": {"beta": 0.1, "loss_type": "sigmoid", "reference": "precompute", "rpo_alpha": 0.5},
     "training": {"learning_rate": 4.0e-4, "num_train_epochs": 1, "per_device_train_batch_size": 4,
                  "per_device_eval_batch_size": 16, "gradient_accumulation_steps": 1,
                  "lr_scheduler_type": "cosine", "warmup_ratio": 0.1, "logging_steps": 5,
