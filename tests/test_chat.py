@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -127,6 +128,9 @@ class Terminal:
         def own_terminal():  # so that Ctrl-C on the terminal sends SIGINT, as in a real shell
             os.setsid()
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # A suite started in the background of a non-interactive shell (`cmd &`) inherits SIGINT
+            # ignored, and Python then never raises KeyboardInterrupt; a shell's foreground job has it.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
 
         env = dict(os.environ, TERM="dumb", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
