@@ -16,7 +16,9 @@ torch = pytest.importorskip("torch")
 
 # `training.mixed_precision: auto` is bf16 on CPUs with bf16 instructions; the tests pin fp32 (their
 # subprocesses inherit this), so their figures are the same on every CI machine.
-os.environ.setdefault("DPOKIT_CPU_BF16", "0")
+from dpokit.devices import CPU_BF16_ENV  # noqa: E402  (after the torch check; imports nothing heavy)
+
+os.environ.setdefault(CPU_BF16_ENV, "0")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
