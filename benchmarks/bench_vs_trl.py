@@ -118,7 +118,9 @@ def run_dpokit(pairs_file: Path, model_path: str, steps: int, work: Path, checkp
         "dpo": {"beta": BETA, "loss_type": "sigmoid"},
         "training": {"max_steps": steps, "per_device_train_batch_size": BATCH, "learning_rate": LR,
                      "lr_scheduler_type": "linear", "seed": SEED, "logging_steps": 1, "report_to": [],
-                     "group_by_length": grouped},
+                     "group_by_length": grouped,
+                     # fp32 like the TRL side (bf16=False): `auto` would pick bf16 on an AVX512-BF16/AMX CPU.
+                     "mixed_precision": "no"},
         "output": {"output_dir": str(work / "dpokit-run")},
     })
     start, cpu = time.perf_counter(), cpu_seconds()
