@@ -400,6 +400,21 @@ def test_a_nan_gradient_norm_is_unstable_except_once_under_fp16(tmp_path, precis
         assert found["unstable"].step == 30 and "the gradient norm is nan" in found["unstable"].message
 
 
+@pytest.mark.parametrize("recorded, flagged", [("bf16", True), ("no", True), ("fp16", False), (None, False)])
+def test_an_auto_run_is_judged_by_the_precision_run_json_records(tmp_path, recorded, flagged):
+    """``auto`` resolved to bf16 or fp32 has no loss scaler to excuse a NaN; only fp16 (or an older
+    run.json without the record, where ``auto`` may have meant fp16) does."""
+    rows = healthy_rows()
+    train_rows(rows)[29]["grad_norm"] = float("nan")
+    run_dir = write_run(tmp_path, rows, healthy_report(), synthetic_config(mixed_precision="auto"))
+    run_json = {"stage": "dpo", "base_model": "tiny", "adapter": True}
+    if recorded is not None:
+        run_json["mixed_precision"] = recorded
+    (run_dir / "run.json").write_text(json.dumps(run_json))
+    found = {f.code: f for f in diagnose_run(run_dir).findings}
+    assert ("unstable" in found) is flagged
+
+
 # ----------------------------------------------------------------------------- the live form
 
 

@@ -108,7 +108,8 @@ def train(config: "Config", *, show_progress: bool = True) -> Path:
                      resume_step=state.global_step if resume_from is not None else None,
                      run_config=config.model_dump(mode="json"))
     logged = read_metrics(run_dir) if resume_from is not None and accelerator.is_main_process else None
-    doctor = LiveDoctor(config, data.report, plan.total_steps, history=logged.train + logged.eval if logged else ())
+    doctor = LiveDoctor(config, data.report, plan.total_steps, history=logged.train + logged.eval if logged else (),
+                        mixed_precision=accelerator.mixed_precision)
     for finding in doctor.begin():  # each finding once, when it first appears (a resumed run's are not repeated)
         say(accelerator, finding.as_warning())
 

@@ -35,7 +35,10 @@ from dpokit.doctor.checks import CHECKS, CODES, Check
 from dpokit.doctor.facts import Finding, History, as_config, planned_steps, run_facts, spearman
 from dpokit.errors import DpokitError
 from dpokit.metrics_log import is_eval_row, read_metrics
-from dpokit.rundir import CONFIG_YAML, DATA_REPORT, FINAL_DIR, METRICS_FILE, read_json_object
+from dpokit.rundir import CONFIG_YAML, DATA_REPORT, FINAL_DIR, METRICS_FILE, read_json_object, read_run_json
+
+RESOLVED_PRECISIONS = ("no", "fp16", "bf16")
+"""What run.json records as trained in (accelerate's names; ``auto`` resolved at the start)."""
 
 __all__ = ["CODES", "Finding", "LiveDoctor", "diagnose", "diagnose_run", "spearman"]
 
@@ -49,12 +52,14 @@ class LiveDoctor:
         total_steps: the optimizer steps the run will take.
         history: records already logged (a resumed run's ``metrics.jsonl``, in any order);
             their findings count as reported and are not returned again.
+        mixed_precision: what the run trains in (``no``/``fp16``/``bf16``); None: the config's setting.
     """
 
     def __init__(self, config: Union[Config, Mapping[str, Any]], data_report: Optional[Mapping[str, Any]],
-                 total_steps: int, history: Iterable[Mapping[str, Any]] = ()):
+                 total_steps: int, history: Iterable[Mapping[str, Any]] = (),
+                 mixed_precision: Optional[str] = None):
         self.report: Mapping[str, Any] = data_report if isinstance(data_report, Mapping) else {}
-        self.facts = run_facts(config, total_steps, self.report)
+        self.facts = run_facts(config, total_steps, self.report, mixed_precision)
         self.history = History()
         self.findings: list[Finding] = []
         self._active = [check for check in CHECKS if check.applies(self.facts) is None]
@@ -110,7 +115,8 @@ def _in_log_order(records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any
 
 
 def diagnose(config: Union[Config, Mapping[str, Any]], records: Iterable[Mapping[str, Any]],
-             data_report: Optional[Mapping[str, Any]] = None, total_steps: Optional[int] = None) -> LiveDoctor:
+             data_report: Optional[Mapping[str, Any]] = None, total_steps: Optional[int] = None,
+             mixed_precision: Optional[str] = None) -> LiveDoctor:
     """Replay a run's metrics records through a :class:`LiveDoctor`; its ``findings`` are the run's.
 
     ``total_steps`` defaults to :func:`planned_steps` (or the last logged step when that is
@@ -119,7 +125,7 @@ def diagnose(config: Union[Config, Mapping[str, Any]], records: Iterable[Mapping
     records = _in_log_order(records)
     last = max((int(r["step"]) for r in records), default=0)
     planned = total_steps or planned_steps(as_config(config), data_report) or last
-    doctor = LiveDoctor(config, data_report, max(planned, last, 1))
+    doctor = LiveDoctor(config, data_report, max(planned, last, 1), mixed_precision=mixed_precision)
     doctor.begin()
     for record in records:
         doctor.observe(record)
@@ -127,8 +133,9 @@ def diagnose(config: Union[Config, Mapping[str, Any]], records: Iterable[Mapping
 
 
 def diagnose_run(run_dir: Union[str, Path]) -> LiveDoctor:
-    """The doctor of a run dir: its ``config.yaml``, ``data_report.json`` (optional) and
-    ``metrics.jsonl`` (optional: without it only the data is checked).
+    """The doctor of a run dir: its ``config.yaml``, ``data_report.json`` (optional),
+    ``metrics.jsonl`` (optional: without it only the data is checked) and ``run.json``'s record of
+    the precision trained in (optional: older runs have none; then the config's setting counts).
 
     A run that has its ``final/`` model finished, so its last logged step is its last step;
     otherwise the planned steps come from the config and the data report. Raises
@@ -143,6 +150,7 @@ def diagnose_run(run_dir: Union[str, Path]) -> LiveDoctor:
     try:
         config = load_config(config_path)
         report = read_json_object(run_dir / DATA_REPORT) if (run_dir / DATA_REPORT).is_file() else None
+        precision = read_run_json(run_dir).get("mixed_precision")
         records: list[dict] = []
         if (run_dir / METRICS_FILE).is_file():
             metrics = read_metrics(run_dir)
@@ -152,4 +160,5 @@ def diagnose_run(run_dir: Union[str, Path]) -> LiveDoctor:
     total = None
     if (run_dir / FINAL_DIR).is_dir():
         total = max((int(r["step"]) for r in records if not is_eval_row(r)), default=None)
-    return diagnose(config, records, report, total)
+    return diagnose(config, records, report, total,
+                    mixed_precision=precision if precision in RESOLVED_PRECISIONS else None)

@@ -299,6 +299,7 @@ def check_unstable(facts: RunFacts, history: History) -> Optional[Finding]:
     if not history.train:
         return None
     step = int(history.train[-1]["step"])
+    # "auto" only where the run's resolved precision is unknown (a run.json from before it was recorded)
     allowed = NONFINITE_ALLOWED_FP16 if facts.mixed_precision in ("fp16", "auto") else 0
     for key, name in (("loss", "loss"), ("grad_norm", "gradient norm")):
         bad = history.nonfinite.get(key, [])

@@ -86,14 +86,16 @@ def planned_steps(config: Config, data_report: Optional[Mapping[str, Any]]) -> O
 
 
 def run_facts(config: Union[Config, Mapping[str, Any]], total_steps: int,
-              data_report: Optional[Mapping[str, Any]] = None) -> RunFacts:
+              data_report: Optional[Mapping[str, Any]] = None, mixed_precision: Optional[str] = None) -> RunFacts:
+    """``mixed_precision``: what the run trained in (``no``/``fp16``/``bf16``, run.json's record of
+    what ``auto`` became); None takes the config's setting, where ``auto`` may mean fp16."""
     config = as_config(config)
     training, dpo = config.training, config.dpo
     lengths = ((data_report or {}).get("length_comparison") or {})
     return RunFacts(
         stage=config.stage, loss_type=dpo.loss_type, beta=dpo.beta, label_smoothing=dpo.label_smoothing,
         rpo_alpha=dpo.rpo_alpha, learning_rate=training.learning_rate, max_grad_norm=training.max_grad_norm,
-        mixed_precision=training.mixed_precision, warmup_steps=warmup_steps(config, total_steps),
+        mixed_precision=mixed_precision or training.mixed_precision, warmup_steps=warmup_steps(config, total_steps),
         total_steps=max(1, int(total_steps)),
         pairs_per_line=(training.per_device_train_batch_size * training.gradient_accumulation_steps
                         * training.logging_steps),
