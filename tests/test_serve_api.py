@@ -289,6 +289,9 @@ def test_body_over_the_size_limit(client):
 
     response = client.post("/v1/chat/completions", content=chunks())
     assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+    for path in ("/api/label/prompts", "/api/label/decisions"):  # the page's API: the same limit, the same error
+        response = client.post(path, content=chunks())
+        assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large", path
 
 
 def test_unknown_url_and_page_api_validation_use_the_same_shape(client):

@@ -289,16 +289,20 @@ def create_app(state: ServeState) -> FastAPI:
         store = _labels(state)
         return {"pending": [item.to_json() for item in store.pending()], "counts": store.counts()}
 
+    # The page's API reads its body through parse_body, as /v1 does, not as a FastAPI body parameter:
+    # FastAPI turns any error while reading (the guard's size limit on a chunked body) into a 400.
     @app.post("/api/label/prompts")
-    async def label_prompt(body: PromptIn):
+    async def label_prompt(request: Request):
+        body = await parse_body(request, PromptIn)
         store = _labels(state)
         item, created = await run_in_threadpool(store.add_prompt, body.prompt, added_by=body.added_by)
         return {"item": item.to_json(), "created": created, "counts": store.counts()}
 
     @app.post("/api/label/decisions")
-    async def label_decision(body: DecisionIn):
+    async def label_decision(request: Request):
         from dpokit.serve.labels import Candidate, Decision
 
+        body = await parse_body(request, DecisionIn)
         store = _labels(state)
         if store.get(body.item_id) is None:
             raise APIError(404, f"No queued prompt has the id '{body.item_id}'. Reload the queue.", param="item_id",
