@@ -443,3 +443,34 @@ def test_bounded_load_50_concurrent_requests_while_health_answers(live):
     assert after["failures"] == before["failures"]
     assert after["rows"] - before["rows"] == 50
     assert after["batches"] - before["batches"] < 50 and after["largest_batch"] > 1  # requests were batched
+
+
+def test_an_abandoned_non_streaming_request_stops_generating(live, monkeypatch):
+    """A client that gives up on a non-streaming request (a timeout) has its rows cancelled at the next
+    step, not generated on to max_tokens while the next requests wait."""
+    from dpokit.serve.jobs import FINISH_CANCELLED, ChoiceDone
+
+    scheduler, ends = live.state.scheduler, []
+    submit = scheduler.submit
+
+    def recording_submit(*args, **kwargs):
+        job = submit(*args, **kwargs)
+        emit = job.emit
+
+        def recording_emit(event):  # the worker thread's events, as they are sent
+            if isinstance(event, ChoiceDone):
+                ends.append(event)
+            emit(event)
+        job.emit = recording_emit
+        return job
+
+    monkeypatch.setattr(scheduler, "submit", recording_submit)
+    started = time.monotonic()
+    with httpx.Client(base_url=live.url, timeout=0.3) as impatient:
+        with pytest.raises(httpx.ReadTimeout):
+            impatient.post("/v1/chat/completions", json={"model": "base", "messages": HELLO, "max_tokens": 1900,
+                                                         "temperature": 0})
+    while not ends and time.monotonic() - started < 60:
+        time.sleep(0.05)
+    assert [e.finish_reason for e in ends] == [FINISH_CANCELLED]
+    assert ends[0].completion_tokens < 1900

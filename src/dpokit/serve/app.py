@@ -29,6 +29,7 @@ event before ``[DONE]``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from importlib import resources
 from typing import Any, AsyncIterator, Callable, Optional, Sequence
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -149,14 +150,37 @@ SSE_DONE = "data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-async def _collect(job) -> list:
+DISCONNECT_POLL_S = 0.25
+"""How often a non-streaming request checks that its client is still there while it waits."""
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned; nobody reads it
+
+
+class ClientGone(Exception):
+    """The client of a non-streaming request disconnected before its answer was ready."""
+
+
+async def _collect(job, request: Optional[Request] = None) -> list:
+    """Every choice of ``job``; when ``request``'s client disconnects first, its rows are cancelled.
+
+    uvicorn does not cancel a handler whose client went away, so without the watch an abandoned
+    request (a client timeout) would keep its rows generating up to ``max_tokens``.
+    """
+    result = asyncio.ensure_future(job.result())
     try:
-        return await job.result()
+        while True:
+            done, _ = await asyncio.wait({result}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return result.result()
+            if request is not None and await request.is_disconnected():
+                raise ClientGone()
     except GenerationFailed as err:
         raise APIError(500, f"Generation failed: {err}", type="server_error", code="generation_failed") from None
     except ServerClosing:
         raise APIError(503, "The server is shutting down.", type="server_error", code="shutting_down") from None
     finally:
+        result.cancel()
         job.cancel()  # a no-op once finished; stops the rows if this request was abandoned
 
 
@@ -254,7 +278,7 @@ def create_app(state: ServeState) -> FastAPI:
         job = _submit(state, served, [prompt_ids], params)
         id, created, name = schemas.new_id("chatcmpl"), schemas.now(), served.name
         first = [schemas.chat_chunk(id, name, created, i, {"role": "assistant", "content": ""}) for i in range(job.rows)]
-        return await _answer(req, job, id, name, created, "chat.completion.chunk", schemas.chat_completion,
+        return await _answer(request, req, job, id, name, created, "chat.completion.chunk", schemas.chat_completion,
                              lambda i, text: schemas.chat_chunk(id, name, created, i, {"content": text}),
                              lambda i, reason: schemas.chat_chunk(id, name, created, i, {}, reason), first)
 
@@ -269,7 +293,7 @@ def create_app(state: ServeState) -> FastAPI:
         params = generation_params(state, req, served, [len(p) for p in prompts], "prompt")
         job = _submit(state, served, prompts, params)
         id, created, name = schemas.new_id("cmpl"), schemas.now(), served.name
-        return await _answer(req, job, id, name, created, "text_completion", schemas.text_completion,
+        return await _answer(request, req, job, id, name, created, "text_completion", schemas.text_completion,
                              lambda i, text: schemas.text_chunk(id, name, created, i, text),
                              lambda i, reason: schemas.text_chunk(id, name, created, i, "", reason))
 
@@ -341,15 +365,19 @@ def create_app(state: ServeState) -> FastAPI:
     return app
 
 
-async def _answer(req, job, id: str, name: str, created: int, chunk_object: str, completion: Callable,
-                  delta: Callable, end: Callable, first: Sequence[dict] = ()):
+async def _answer(request: Request, req, job, id: str, name: str, created: int, chunk_object: str,
+                  completion: Callable, delta: Callable, end: Callable, first: Sequence[dict] = ()):
     """The response to a completion request: an SSE stream of ``delta`` / ``end`` chunks (after
-    ``first``), or, not streaming, the whole ``completion`` once every choice is done."""
+    ``first``), or, not streaming, the whole ``completion`` once every choice is done (499, sent to
+    nobody, when the client left first)."""
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         return StreamingResponse(_stream(job, delta, list(first), end, chunk_object if include_usage else None,
                                          id, name, created), media_type="text/event-stream", headers=SSE_HEADERS)
-    choices = await _collect(job)
+    try:
+        choices = await _collect(job, request)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     return completion(id, name, created, [(c.text, _reason(c.finish_reason)) for c in choices],
                       job.prompt_tokens, sum(c.completion_tokens for c in choices))
 

@@ -17,7 +17,8 @@ step with the new token of each row; it decodes it incrementally, holds back tex
 be the start of a stop string, and sends each request's text to its asyncio queue with
 ``loop.call_soon_threadsafe``. A streaming and a non-streaming request batch together: the
 non-streaming one just waits for its last event. A client that goes away cancels its rows
-(they stop at the next step); the others go on. Requests arriving while a batch runs wait
+(they stop at the next step; a non-streaming request's handler checks every
+:data:`~dpokit.serve.app.DISCONNECT_POLL_S`); the others go on. Requests arriving while a batch runs wait
 for the next batch (no joining mid-generation).
 
 ``completion_tokens`` counts the tokens the model generated for a choice, an end-of-turn
