@@ -161,7 +161,7 @@ class ClientGone(Exception):
     """The client of a non-streaming request disconnected before its answer was ready."""
 
 
-async def _collect(job, request: Optional[Request] = None) -> list:
+async def _collect(job, request: Request) -> list:
     """Every choice of ``job``; when ``request``'s client disconnects first, its rows are cancelled.
 
     uvicorn does not cancel a handler whose client went away, so without the watch an abandoned
@@ -173,7 +173,7 @@ async def _collect(job, request: Optional[Request] = None) -> list:
             done, _ = await asyncio.wait({result}, timeout=DISCONNECT_POLL_S)
             if done:
                 return result.result()
-            if request is not None and await request.is_disconnected():
+            if await request.is_disconnected():
                 raise ClientGone()
     except GenerationFailed as err:
         raise APIError(500, f"Generation failed: {err}", type="server_error", code="generation_failed") from None
