@@ -150,7 +150,8 @@ def test_the_page_end_to_end(site, browser_context, tiny_model_dir, tmp_path):
     page.wait_for_function("document.getElementById('status').classList.contains('error')")
     assert page.evaluate("document.activeElement.id") == "labeler"
     page.fill("#labeler", "tester")
-    page.locator("#labeler").blur()
+    page.press("#labeler", "Enter")  # leaves the name field, so the digit keys decide
+    assert page.evaluate("document.activeElement.id") != "labeler"
     left_answer = page.text_content("#text-left")
     page.keyboard.press("1")
     page.wait_for_function(f"document.getElementById('prompt').textContent === {json.dumps(PROMPTS[1])} && "

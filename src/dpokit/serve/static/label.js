@@ -180,6 +180,8 @@
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); addPrompt(); }
   });
   $("labeler").addEventListener("change", () => localStorage.setItem(NAME, $("labeler").value.trim()));
+  // Enter leaves the name field (its change event keeps the name), so 1-4 decide from the keyboard at once.
+  $("labeler").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); e.target.blur(); } });
   document.addEventListener("keydown", (e) => {
     if (dpokit.typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
     const decision = { 1: "left", 2: "right", 3: "tie", 4: "skip" }[e.key];
