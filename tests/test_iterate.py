@@ -509,6 +509,52 @@ def test_human_judge_reads_the_label_stores_decisions(home, files, tiny_model_di
     assert summary[1]["pairs"] == 8 and summary[1]["mean_score"] is not None
 
 
+def test_a_human_round_goes_on_once_min_decided_of_its_prompts_are_decided(home, files, tiny_model_dir, tmp_path,
+                                                                            capsys):
+    from dpokit.cli import main
+    from dpokit.serve.labels import Decision, LabelStore
+
+    out = tmp_path / "loop"
+    raw = loop_raw(files, tiny_model_dir, out, judge="human", candidates=2, rounds=1, min_decided=0.5,
+                   eval_judge=f"python:{files / 'rule.py'}:plain")
+    config = write_config(tmp_path / "human.yaml", raw)
+    labels = out / "round-1" / "labels"
+    assert main(["iterate", str(config), "--no-progress"]) == 3
+    capsys.readouterr()
+
+    def label(decisions: dict[int, str]) -> None:
+        with LabelStore(labels) as store:
+            items = store.items()
+            for position, decision in decisions.items():
+                left, right = items[position].candidates
+                store.append(Decision(items[position].id, decision, left, right, labeler="ana"))
+
+    label({0: "left", 1: "right", 2: "tie", 3: "skip"})
+    assert main(["iterate", str(config), "--no-progress"]) == 3
+    assert "4 of 10 prompts decided (2 pairs, 2 ties or skips), 1 more to go (iterate.min_decided=0.5 of them)" \
+        in capsys.readouterr().err
+    assert not (out / "round-1" / "judged.jsonl").exists()
+
+    label({7: "left"})  # five of ten: the round trains on the three pairs
+    assert main(["iterate", str(config), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "going on with 5 of 10 prompts decided by people (iterate.min_decided=0.5); the 5 undecided are left out" \
+        in err
+    assert "3 pairs (left out: 2 tie or skip by people, 5 not decided by people)" in err
+    judged = rows(out / "round-1" / "judged.jsonl")
+    assert [r["decision"] for r in judged] == ["left", "right", "tie", "skip", None, None, None, "left", None, None]
+    candidates = rows(out / "round-1" / "candidates.jsonl")
+    pairs = rows(out / "round-1" / "pairs.jsonl")
+    assert [p["chosen"][0]["content"] for p in pairs] == \
+        [candidates[0]["candidates"][0], candidates[1]["candidates"][1], candidates[7]["candidates"][0]]
+    assert (out / "round-1" / "run" / "final").is_dir()
+
+    # a decision made after the round went on changes nothing: the round keeps what it trained on
+    label({4: "left"})
+    assert main(["iterate", str(config), "--no-progress"]) == 0
+    assert rows(out / "round-1" / "pairs.jsonl") == pairs
+
+
 # ---------------------------------------------------------------- bad input
 
 

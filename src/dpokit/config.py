@@ -248,6 +248,9 @@ class IterateConfig(_Section):
     """``rm:PATH``, ``dpo:RUN_DIR``, ``openai:URL#MODEL``, ``python:FILE.py:FUNCTION`` or ``human``."""
     eval_judge: Optional[str] = None
     """The judge of the held-out measurement (default: ``judge``; needed for a human judge)."""
+    min_decided: float = Field(1.0, gt=0, le=1)
+    """With ``judge: human``: the share of a round's shown prompts people must decide (a tie or a
+    skip counts) before the round trains; the prompts still undecided then are left out of it."""
     pairing: Literal["best_vs_worst", "best_vs_each", "all_pairs"] = "best_vs_worst"
     """How scored candidates become pairs, as ``data.pair_strategy`` for ranked data."""
     min_margin: float = Field(0.0, ge=0)

@@ -62,7 +62,8 @@ WAITING_EXIT_CODE = 3
 JUDGE_FLAGS = {"--judge": "iterate.judge"}
 """Judges name their setting as ``dpokit compare``'s flag; here it is a config key."""
 LEFT_OUT = {"tie": "tied", "below_min_margin": "closer than min_margin", "identical": "identical answers",
-            "not_a_pair": "tie or skip by people"}
+            "not_a_pair": "tie or skip by people", "undecided": "not decided by people",
+            "not_shown": "not shown to people (empty or identical candidates)"}
 """How the pairing step names what it left out (:func:`dpokit.iterate_judging.make_pairs`' reasons)."""
 
 
@@ -211,7 +212,13 @@ class Loop:
         if path.is_file():
             return read_rows(path)
         if self.kind == HUMAN:
-            judged = human_decisions(self.judge, self.layout.file(k, LABELS_DIR), rows, k, self.policy_ref(k - 1))
+            judged = human_decisions(self.judge, self.layout.file(k, LABELS_DIR), rows, k, self.policy_ref(k - 1),
+                                     min_decided=self.settings.min_decided)
+            undecided = sum(1 for r in judged if "item_id" in r and r["decision"] is None)
+            if undecided:
+                shown = sum(1 for r in judged if "item_id" in r)
+                say(f"round {k}: going on with {shown - undecided} of {shown} prompts decided by people "
+                    f"(iterate.min_decided={self.settings.min_decided:g}); the {undecided} undecided are left out")
         else:
             say(f"round {k}: judging {sum(len(r['candidates']) for r in rows)} candidates with {self.judge.name}")
             scores, invalid = score_candidates(self.judge, [r["prompt"] for r in rows], [r["candidates"] for r in rows])

@@ -139,7 +139,10 @@ def make_pairs(rows: Sequence[dict[str, Any]], strategy: str, min_margin: float,
         if "preference" in row:
             preference = row["preference"]
             if preference is None:
-                left_out["not_a_pair"] += 1
+                if row.get("decision") is not None:
+                    left_out["not_a_pair"] += 1  # a tie or a skip
+                else:
+                    left_out["undecided" if row.get("item_id") else "not_shown"] += 1
                 continue
             meta.update({k: row[k] for k in ("labeler", "edited") if k in row})
             chosen_rejected = [(preference["chosen"], preference["rejected"], meta)]
@@ -172,11 +175,12 @@ class WaitingForLabels(Exception):
 
 
 def human_decisions(judge, labels_dir: Path, rows: Sequence[dict[str, Any]], round_number: int,
-                    policy: str) -> list[dict[str, Any]]:
+                    policy: str, min_decided: float = 1.0) -> list[dict[str, Any]]:
     """Queue each prompt's first two candidates in ``labels_dir`` for people (``policy`` wrote them);
-    once every one is decided, the judged rows (``decision``, ``preference``, ``labeler``, ``edited``).
+    once at least ``min_decided`` of them are decided, the judged rows (``decision``, ``preference``,
+    ``labeler``, ``edited``; ``decision`` None for a prompt still undecided).
 
-    Raises :class:`WaitingForLabels` while some are pending. Prompts whose two candidates are
+    Raises :class:`WaitingForLabels` while fewer are decided. Prompts whose two candidates are
     empty or identical are not shown (no preference can come of them).
     """
     from dpokit.serve.server import DEFAULT_HOST, DEFAULT_PORT
@@ -190,14 +194,19 @@ def human_decisions(judge, labels_dir: Path, rows: Sequence[dict[str, Any]], rou
     ids = judge.queue(labels_dir, prompts, [tuple(rows[i]["candidates"][:2]) for i in shown],
                       model=f"round-{round_number - 1}", sampling=rows[shown[0]].get("sampling"))
     status = judge.status(labels_dir, prompts)
-    if not status.complete:
-        decided = len(shown) - status.pending
+    decided = len(shown) - status.pending
+    # A small tolerance, so that min_decided=0.5 of 10 prompts asks for 5, not 6 by rounding.
+    needed = min(len(shown), max(1, math.ceil(min_decided * len(shown) - 1e-9)))
+    if decided < needed:
+        to_go = (f"{status.pending} to go" if needed == len(shown)
+                 else f"{needed - decided} more to go (iterate.min_decided={min_decided:g} of them)")
         raise WaitingForLabels(
             f"round {round_number} waits for people: {decided} of {len(shown)} prompts decided ({status.pairs} pairs, "
-            f"{decided - status.pairs} ties or skips), {status.pending} to go. Label them with\n"
+            f"{decided - status.pairs} ties or skips), {to_go}. Label them with\n"
             f"  dpokit serve {policy} --labels-dir {labels_dir}\n"
             f"and the page http://{DEFAULT_HOST}:{DEFAULT_PORT}/label; then stop the server and run the same "
-            f"dpokit iterate command again")
+            f"dpokit iterate command again (with iterate.min_decided=SHARE, the round trains once that share "
+            f"of the prompts is decided)")
     judged = []
     by_row = dict(zip(shown, ids))
     for i, row in enumerate(rows):
@@ -209,8 +218,10 @@ def human_decisions(judge, labels_dir: Path, rows: Sequence[dict[str, Any]], rou
                              if record and record.get("decision") in ("left", "right") else None)
         if record:
             out.update(labeler=record.get("labeler"), edited=bool(record.get("edited")), item_id=by_row[i])
-        else:
+        elif i not in by_row:
             out["note"] = "not shown: empty or identical candidates"
+        else:
+            out.update(item_id=by_row[i], note="not decided when the round went on")
         judged.append(out)
     return judged
 
