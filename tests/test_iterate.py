@@ -529,7 +529,15 @@ def test_a_human_round_goes_on_once_min_decided_of_its_prompts_are_decided(home,
                 left, right = items[position].candidates
                 store.append(Decision(items[position].id, decision, left, right, labeler="ana"))
 
-    label({0: "left", 1: "right", 2: "tie", 3: "skip"})
+    label({2: "tie", 3: "skip"})
+    judged_file = out / "round-1" / "judged.jsonl"
+    assert main(["iterate", str(config), "iterate.min_decided=0.2", "--no-progress"]) == 2  # an error
+    err = capsys.readouterr().err
+    assert "people decided no prompt left or right (2 tie or skip by people, 8 not decided by people)" in err
+    assert f"delete {judged_file}" in err and "Traceback" not in err
+    judged_file.unlink()
+
+    label({0: "left", 1: "right"})
     assert main(["iterate", str(config), "--no-progress"]) == 3
     assert "4 of 10 prompts decided (2 pairs, 2 ties or skips), 1 more to go (iterate.min_decided=0.5 of them)" \
         in capsys.readouterr().err

@@ -233,7 +233,7 @@ class Loop:
 
     def pair(self, k: int, judged: list[dict[str, Any]]) -> None:
         from dpokit.data.write import write_pairs_jsonl
-        from dpokit.iterate_judging import make_pairs
+        from dpokit.iterate_judging import HUMAN, make_pairs
 
         path = self.layout.file(k, PAIRS_FILE)
         if path.is_file():
@@ -243,6 +243,11 @@ class Loop:
         unjudged = sum(1 for r in judged if "scores" in r for v in r["scores"] if v is None)
         detail = ", ".join(f"{n} {LEFT_OUT.get(reason, reason)}" for reason, n in sorted(left_out.items()) if n)
         detail += f"{', ' if detail else ''}{unjudged} empty candidates" if unjudged else ""
+        if not pairs and self.kind == HUMAN:
+            raise DpokitError(
+                f"no preference pair: people decided no prompt left or right ({detail or 'nothing to compare'})",
+                f"delete {self.layout.file(k, JUDGED_FILE)}, decide some prompts left or right on the label page "
+                "(or raise iterate.min_decided), and run the same dpokit iterate command again")
         if not pairs:
             raise DpokitError(
                 f"no preference pair: every pair of candidates tied ({detail or 'nothing to compare'}; "
